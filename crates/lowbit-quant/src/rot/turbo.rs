@@ -1,0 +1,183 @@
+//! TurboQuant (arXiv 2504.19874).
+//!
+//! MSE variant `turbo{b}`: store ‖x‖ (f16), rotate x/‖x‖ with the RHT and
+//! code each coordinate with the b-bit Lloyd–Max codebook of a unit-sphere
+//! coordinate. Block = one vector of `dim` elements:
+//! norm:f16 | codes (b bits each, packed).
+//!
+//! Inner-product variant `turbo{b}p`: a (b−1)-bit MSE code plus a 1-bit QJL
+//! sketch of the residual and the residual's norm, which makes <y, x̂> an
+//! unbiased estimate of <y, x>. Block: norm:f16 | rnorm:f16 |
+//! codes ((b−1) bits each) | dim/8 sign bytes.
+
+use std::sync::Arc;
+
+use super::gauss_proj::GaussProj;
+use super::lloyd_max::{codebook, Codebook, Law};
+use super::rht::Rht;
+use crate::bitpack::{pack, packed_len, unpack};
+use crate::bytes::{get_f16, put_f16};
+use crate::codec::Codec;
+use crate::simd;
+
+/// Rotation + codebook core shared by both variants.
+pub struct TurboMse {
+    dim: usize,
+    bits: u32,
+    rht: Rht,
+    cb: Arc<Codebook>,
+}
+
+impl TurboMse {
+    pub fn new(dim: usize, bits: u32, seed: u64) -> Self {
+        let law = if dim >= 3 { Law::UnitSphere(dim) } else { Law::Gaussian };
+        TurboMse { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits) }
+    }
+
+    fn code_bytes(&self) -> usize {
+        packed_len(self.dim, self.bits)
+    }
+
+    /// Rotate and code one vector; returns its norm and leaves the rotated
+    /// unit vector (scaled by sqrt(d)) in `u`.
+    fn encode_vec(&self, x: &[f32], u: &mut [f32], codes: &mut [u8], out: &mut [u8]) -> f32 {
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        u.copy_from_slice(x);
+        if norm == 0.0 {
+            u.fill(0.0);
+        } else {
+            self.rht.forward(u);
+            let s = (self.dim as f32).sqrt() / norm;
+            for v in u.iter_mut() {
+                *v *= s;
+            }
+        }
+        simd::quantize_bounds(u, &self.cb.bounds, codes);
+        pack(codes, self.bits, out);
+        norm
+    }
+
+    /// Rotated-domain reconstruction of unit-vector coordinates (× sqrt(d)).
+    fn levels_of(&self, packed: &[u8], codes: &mut [u8], v: &mut [f32]) {
+        unpack(packed, self.bits, codes);
+        for (o, &c) in v.iter_mut().zip(codes.iter()) {
+            *o = self.cb.levels[c as usize];
+        }
+    }
+}
+
+impl Codec for TurboMse {
+    fn block_elems(&self) -> usize {
+        self.dim
+    }
+    fn block_bytes(&self) -> usize {
+        2 + self.code_bytes()
+    }
+    fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
+        let mut u = vec![0f32; self.dim];
+        let mut codes = vec![0u8; self.dim];
+        for (xs, b) in x.chunks_exact(self.dim).zip(out.chunks_exact_mut(self.block_bytes())) {
+            let norm = self.encode_vec(xs, &mut u, &mut codes, &mut b[2..]);
+            put_f16(b, 0, norm);
+        }
+    }
+    fn decode(&self, codes: &[u8], out: &mut [f32]) {
+        let mut c = vec![0u8; self.dim];
+        let inv = 1.0 / (self.dim as f32).sqrt();
+        for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.dim)) {
+            self.levels_of(&b[2..], &mut c, y);
+            let s = get_f16(b, 0) * inv;
+            for v in y.iter_mut() {
+                *v *= s;
+            }
+            self.rht.inverse(y);
+        }
+    }
+    fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
+        let mut c = vec![0u8; self.dim];
+        let mut q = vec![0f32; self.dim];
+        let inv = 1.0 / (self.dim as f32).sqrt();
+        let mut sum = 0f32;
+        for (b, xs) in codes.chunks_exact(self.block_bytes()).zip(x.chunks_exact(self.dim)) {
+            q.copy_from_slice(xs);
+            self.rht.forward(&mut q);
+            unpack(&b[2..], self.bits, &mut c);
+            let d: f32 = c.iter().zip(&q).map(|(&ci, &qi)| self.cb.levels[ci as usize] * qi).sum();
+            sum += d * get_f16(b, 0) * inv;
+        }
+        sum
+    }
+}
+
+pub struct TurboIp {
+    mse: TurboMse,
+    proj: GaussProj,
+}
+
+impl TurboIp {
+    /// `bits` is the total per coordinate: (bits−1) for the MSE code + 1 for QJL.
+    pub fn new(dim: usize, bits: u32, seed: u64) -> Self {
+        TurboIp { mse: TurboMse::new(dim, bits - 1, seed), proj: GaussProj::new(dim, seed.wrapping_add(1)) }
+    }
+}
+
+impl Codec for TurboIp {
+    fn block_elems(&self) -> usize {
+        self.mse.dim
+    }
+    fn block_bytes(&self) -> usize {
+        4 + self.mse.code_bytes() + self.mse.dim / 8
+    }
+    fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
+        let d = self.mse.dim;
+        let cb = self.mse.code_bytes();
+        let inv = 1.0 / (d as f32).sqrt();
+        let mut u = vec![0f32; d];
+        let mut codes = vec![0u8; d];
+        for (xs, b) in x.chunks_exact(d).zip(out.chunks_exact_mut(self.block_bytes())) {
+            let norm = self.mse.encode_vec(xs, &mut u, &mut codes, &mut b[4..4 + cb]);
+            // Residual in the unit-vector rotated domain.
+            for (ui, &c) in u.iter_mut().zip(&codes) {
+                *ui = (*ui - self.mse.cb.levels[c as usize]) * inv;
+            }
+            let rnorm = u.iter().map(|v| v * v).sum::<f32>().sqrt();
+            put_f16(b, 0, norm);
+            put_f16(b, 2, rnorm);
+            self.proj.sketch(&u, &mut b[4 + cb..]);
+        }
+    }
+    fn decode(&self, codes: &[u8], out: &mut [f32]) {
+        let d = self.mse.dim;
+        let cb = self.mse.code_bytes();
+        let inv = 1.0 / (d as f32).sqrt();
+        let mut c = vec![0u8; d];
+        for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(d)) {
+            self.mse.levels_of(&b[4..4 + cb], &mut c, y);
+            for v in y.iter_mut() {
+                *v *= inv;
+            }
+            self.proj.add_transposed(&b[4 + cb..], self.proj.scale(get_f16(b, 2)), y);
+            let norm = get_f16(b, 0);
+            for v in y.iter_mut() {
+                *v *= norm;
+            }
+            self.mse.rht.inverse(y);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_vector_roundtrips_to_zero() {
+        let t = TurboMse::new(64, 3, 0);
+        let x = vec![0f32; 64];
+        let mut out = vec![0u8; t.block_bytes()];
+        t.encode(&x, None, &mut out);
+        let mut y = vec![1f32; 64];
+        t.decode(&out, &mut y);
+        assert!(y.iter().all(|&v| v == 0.0));
+    }
+}

@@ -1,0 +1,117 @@
+//! Run-time dispatch of the hot kernels to AVX-512, AVX2 or the scalar
+//! reference. Every `*_at(level, ..)` function is public so property tests
+//! can compare each level against the scalar reference; the plain function
+//! uses the best level this CPU supports (or `LOWBIT_SIMD=scalar|avx2|avx512`
+//! to force a lower one).
+
+use std::sync::OnceLock;
+
+use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_q8_0_ref};
+use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_q8k_ref};
+use crate::rot::rht::fwht_ref;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Every level this CPU can run, scalar first.
+pub fn available() -> Vec<Level> {
+    let mut v = vec![Level::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            v.push(Level::Avx2);
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                v.push(Level::Avx512);
+            }
+        }
+    }
+    v
+}
+
+/// The level the plain kernel functions use.
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = *available().last().unwrap_or(&Level::Scalar);
+        let wanted = match std::env::var("LOWBIT_SIMD").ok().as_deref() {
+            Some("scalar") => Level::Scalar,
+            Some("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        best.min(wanted)
+    })
+}
+
+macro_rules! dispatch {
+    ($(#[$m:meta])* $name:ident, $at:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty, $scalar:expr) => {
+        $(#[$m])*
+        pub fn $at(level: Level, $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: a level above Scalar is only produced by `available()`
+                // after the matching CPU features were detected.
+                match level {
+                    Level::Avx512 => return unsafe { avx512::$name($($arg),*) },
+                    Level::Avx2 => return unsafe { avx2::$name($($arg),*) },
+                    Level::Scalar => {}
+                }
+            }
+            let _ = level;
+            $scalar($($arg),*)
+        }
+        $(#[$m])*
+        pub fn $name($($arg: $ty),*) -> $ret {
+            $at(level(), $($arg),*)
+        }
+    };
+}
+
+fn quantize_bounds_ref(u: &[f32], bounds: &[f32], codes: &mut [u8]) {
+    for (c, &v) in codes.iter_mut().zip(u) {
+        *c = bounds.iter().filter(|&&b| v > b).count() as u8;
+    }
+}
+
+dispatch!(
+    /// In-place orthonormal Walsh–Hadamard transform (power-of-two length).
+    fwht, fwht_at, (x: &mut [f32]) -> (), fwht_ref
+);
+dispatch!(
+    /// codes[i] = number of `bounds` strictly below u[i] (a sorted codebook's index).
+    quantize_bounds, quantize_bounds_at, (u: &[f32], bounds: &[f32], codes: &mut [u8]) -> (), quantize_bounds_ref
+);
+dispatch!(
+    /// Q8_0 blocks → f32.
+    dequant_q8_0, dequant_q8_0_at, (codes: &[u8], out: &mut [f32]) -> (), dequant_q8_0_ref
+);
+dispatch!(
+    /// Q8_0 · Q8_0.
+    dot_q8_0_q8_0, dot_q8_0_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q8_0_q8_0_ref
+);
+dispatch!(
+    /// Q4_K blocks → f32.
+    dequant_q4k, dequant_q4k_at, (codes: &[u8], out: &mut [f32]) -> (), dequant_q4k_ref
+);
+dispatch!(
+    /// Q4_K · Q8_K.
+    dot_q4k_q8k, dot_q4k_q8k_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4k_q8k_ref
+);
