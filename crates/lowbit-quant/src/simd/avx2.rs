@@ -1,23 +1,185 @@
-//! AVX2 + FMA + F16C kernels. Callers guarantee the features are present.
-use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_q8_0_ref};
-use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_q8k_ref};
+//! AVX2 + FMA + F16C kernels. Every function requires those features; the
+//! dispatcher in `simd/mod.rs` only calls them after detecting them.
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::arch::x86_64::*;
+
+use crate::ggml::search::get_scale_min_k4;
 use crate::rot::rht::fwht_ref;
 
+#[inline(always)]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// Butterflies for h = 1, 2, 4 inside one 8-lane register.
+#[inline(always)]
+unsafe fn fwht8(x: __m256) -> __m256 {
+    let b = _mm256_permute_ps(x, 0b10_11_00_01);
+    let x = _mm256_blend_ps(_mm256_add_ps(x, b), _mm256_sub_ps(b, x), 0b1010_1010);
+    let b = _mm256_permute_ps(x, 0b01_00_11_10);
+    let x = _mm256_blend_ps(_mm256_add_ps(x, b), _mm256_sub_ps(b, x), 0b1100_1100);
+    let b = _mm256_permute2f128_ps(x, x, 1);
+    _mm256_blend_ps(_mm256_add_ps(x, b), _mm256_sub_ps(b, x), 0b1111_0000)
+}
+
+#[target_feature(enable = "avx2,fma")]
 pub unsafe fn fwht(x: &mut [f32]) {
-    fwht_ref(x)
+    let n = x.len();
+    if n < 8 {
+        return fwht_ref(x);
+    }
+    let p = x.as_mut_ptr();
+    for i in (0..n).step_by(8) {
+        _mm256_storeu_ps(p.add(i), fwht8(_mm256_loadu_ps(p.add(i))));
+    }
+    let mut h = 8;
+    while h < n {
+        for i in (0..n).step_by(2 * h) {
+            for j in (i..i + h).step_by(8) {
+                let a = _mm256_loadu_ps(p.add(j));
+                let b = _mm256_loadu_ps(p.add(j + h));
+                _mm256_storeu_ps(p.add(j), _mm256_add_ps(a, b));
+                _mm256_storeu_ps(p.add(j + h), _mm256_sub_ps(a, b));
+            }
+        }
+        h *= 2;
+    }
+    let s = _mm256_set1_ps(1.0 / (n as f32).sqrt());
+    for i in (0..n).step_by(8) {
+        _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), s));
+    }
 }
+
+#[target_feature(enable = "avx2,fma")]
 pub unsafe fn quantize_bounds(u: &[f32], bounds: &[f32], codes: &mut [u8]) {
-    super::quantize_bounds_ref(u, bounds, codes)
+    let n = u.len().min(codes.len());
+    let mut i = 0;
+    let mut tmp = [0i32; 8];
+    while i + 8 <= n {
+        let v = _mm256_loadu_ps(u.as_ptr().add(i));
+        let mut cnt = _mm256_setzero_si256();
+        for &b in bounds {
+            let gt = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(b), _CMP_GT_OQ));
+            cnt = _mm256_sub_epi32(cnt, gt);
+        }
+        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, cnt);
+        for k in 0..8 {
+            codes[i + k] = tmp[k] as u8;
+        }
+        i += 8;
+    }
+    super::quantize_bounds_ref(&u[i..n], bounds, &mut codes[i..n]);
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dequant_q8_0(codes: &[u8], out: &mut [f32]) {
-    dequant_q8_0_ref(codes, out)
+    for (b, y) in codes.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        for k in 0..4 {
+            let q = _mm_loadl_epi64(b.as_ptr().add(2 + 8 * k) as *const __m128i);
+            let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+            _mm256_storeu_ps(y.as_mut_ptr().add(8 * k), _mm256_mul_ps(f, d));
+        }
+    }
 }
+
+/// 32 signed bytes · 32 signed bytes → eight i32 partial sums.
+#[inline(always)]
+unsafe fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0_q8_0(codes: &[u8], act: &[u8]) -> f32 {
-    dot_q8_0_q8_0_ref(codes, act)
+    let mut acc = _mm256_setzero_ps();
+    for (b, y) in codes.chunks_exact(34).zip(act.chunks_exact(34)) {
+        let x = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
+        let q = _mm256_loadu_si256(y.as_ptr().add(2) as *const __m256i);
+        let s = _mm256_cvtepi32_ps(dot_i8x32(x, q));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * f16_at(y, 0)), s, acc);
+    }
+    hsum_ps(acc)
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dequant_q4k(codes: &[u8], out: &mut [f32]) {
-    dequant_q4k_ref(codes, out)
+    let mask = _mm_set1_epi8(0xF);
+    for (b, y) in codes.chunks_exact(144).zip(out.chunks_exact_mut(256)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        for n in 0..4 {
+            for half in 0..2 {
+                let (sc, m) = get_scale_min_k4(2 * n + half, &b[4..16]);
+                let dl = _mm256_set1_ps(d * sc as f32);
+                let ml = _mm256_set1_ps(dmin * m as f32);
+                for k in 0..4 {
+                    let raw = _mm_loadl_epi64(b.as_ptr().add(16 + 32 * n + 8 * k) as *const __m128i);
+                    let q = if half == 0 { _mm_and_si128(raw, mask) } else { _mm_and_si128(_mm_srli_epi16(raw, 4), mask) };
+                    let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+                    let v = _mm256_fmsub_ps(f, dl, ml);
+                    _mm256_storeu_ps(y.as_mut_ptr().add(64 * n + 32 * half + 8 * k), v);
+                }
+            }
+        }
+    }
 }
+
+/// Unpack Q4_K's twelve scale bytes into 8 scales and 8 mins.
+#[inline(always)]
+pub fn q4k_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        (sc[j], m[j]) = get_scale_min_k4(j, s);
+    }
+    (sc, m)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
-    dot_q4k_q8k_ref(codes, act)
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0f32;
+    for (b, y) in codes.chunks_exact(144).zip(act.chunks_exact(292)) {
+        let yd = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+        let d = yd * f16_at(b, 0);
+        let dmin = yd * f16_at(b, 2);
+        let (sc, mn) = q4k_scales_mins(&b[4..16]);
+        // Mins against the activation's per-16 sums.
+        let bs = _mm256_loadu_si256(y.as_ptr().add(260) as *const __m256i);
+        let mins16 = _mm256_cvtepu8_epi16(_mm_set_epi8(
+            mn[7] as i8, mn[7] as i8, mn[6] as i8, mn[6] as i8, mn[5] as i8, mn[5] as i8, mn[4] as i8, mn[4] as i8,
+            mn[3] as i8, mn[3] as i8, mn[2] as i8, mn[2] as i8, mn[1] as i8, mn[1] as i8, mn[0] as i8, mn[0] as i8,
+        ));
+        let pm = _mm256_madd_epi16(bs, mins16);
+        let msum = {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(pm), _mm256_extracti128_si256(pm, 1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+            _mm_cvtsi128_si32(s)
+        };
+        acc_m += dmin * msum as f32;
+        let mut sumi = _mm256_setzero_si256();
+        for n in 0..4 {
+            let q4 = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * n) as *const __m256i);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            let y0 = _mm256_loadu_si256(y.as_ptr().add(4 + 64 * n) as *const __m256i);
+            let y1 = _mm256_loadu_si256(y.as_ptr().add(4 + 64 * n + 32) as *const __m256i);
+            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * n] as i16));
+            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * n + 1] as i16));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc) - acc_m
 }

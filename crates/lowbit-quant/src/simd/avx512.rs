@@ -1,23 +1,179 @@
-//! AVX-512 (F + BW) kernels. Callers guarantee the features are present.
-use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_q8_0_ref};
-use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_q8k_ref};
-use crate::rot::rht::fwht_ref;
+//! AVX-512 (F + BW) kernels. Every function requires those features (plus
+//! the AVX2 set); the dispatcher only calls them after detecting them.
+#![allow(unsafe_op_in_unsafe_fn)]
 
+use std::arch::x86_64::*;
+
+use super::avx2::q4k_scales_mins;
+
+#[inline(always)]
+unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// Butterflies for h = 1, 2, 4, 8 inside one 16-lane register.
+#[inline(always)]
+unsafe fn fwht16(x: __m512) -> __m512 {
+    let b = _mm512_permute_ps(x, 0b10_11_00_01);
+    let x = _mm512_mask_blend_ps(0xAAAA, _mm512_add_ps(x, b), _mm512_sub_ps(b, x));
+    let b = _mm512_permute_ps(x, 0b01_00_11_10);
+    let x = _mm512_mask_blend_ps(0xCCCC, _mm512_add_ps(x, b), _mm512_sub_ps(b, x));
+    let b = _mm512_shuffle_f32x4(x, x, 0b10_11_00_01);
+    let x = _mm512_mask_blend_ps(0xF0F0, _mm512_add_ps(x, b), _mm512_sub_ps(b, x));
+    let b = _mm512_shuffle_f32x4(x, x, 0b01_00_11_10);
+    _mm512_mask_blend_ps(0xFF00, _mm512_add_ps(x, b), _mm512_sub_ps(b, x))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn fwht(x: &mut [f32]) {
-    fwht_ref(x)
+    let n = x.len();
+    if n < 16 {
+        return super::avx2::fwht(x);
+    }
+    let p = x.as_mut_ptr();
+    for i in (0..n).step_by(16) {
+        _mm512_storeu_ps(p.add(i), fwht16(_mm512_loadu_ps(p.add(i))));
+    }
+    let mut h = 16;
+    while h < n {
+        for i in (0..n).step_by(2 * h) {
+            for j in (i..i + h).step_by(16) {
+                let a = _mm512_loadu_ps(p.add(j));
+                let b = _mm512_loadu_ps(p.add(j + h));
+                _mm512_storeu_ps(p.add(j), _mm512_add_ps(a, b));
+                _mm512_storeu_ps(p.add(j + h), _mm512_sub_ps(a, b));
+            }
+        }
+        h *= 2;
+    }
+    let s = _mm512_set1_ps(1.0 / (n as f32).sqrt());
+    for i in (0..n).step_by(16) {
+        _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), s));
+    }
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn quantize_bounds(u: &[f32], bounds: &[f32], codes: &mut [u8]) {
-    super::quantize_bounds_ref(u, bounds, codes)
+    let n = u.len().min(codes.len());
+    let one = _mm512_set1_epi32(1);
+    let mut i = 0;
+    while i + 16 <= n {
+        let v = _mm512_loadu_ps(u.as_ptr().add(i));
+        let mut cnt = _mm512_setzero_si512();
+        for &b in bounds {
+            let m = _mm512_cmp_ps_mask(v, _mm512_set1_ps(b), _CMP_GT_OQ);
+            cnt = _mm512_mask_add_epi32(cnt, m, cnt, one);
+        }
+        _mm_storeu_si128(codes.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtepi32_epi8(cnt));
+        i += 16;
+    }
+    super::avx2::quantize_bounds(&u[i..n], bounds, &mut codes[i..n]);
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dequant_q8_0(codes: &[u8], out: &mut [f32]) {
-    dequant_q8_0_ref(codes, out)
+    for (b, y) in codes.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+        let d = _mm512_set1_ps(f16_at(b, 0));
+        for k in 0..2 {
+            let q = _mm_loadu_si128(b.as_ptr().add(2 + 16 * k) as *const __m128i);
+            let f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+            _mm512_storeu_ps(y.as_mut_ptr().add(16 * k), _mm512_mul_ps(f, d));
+        }
+    }
 }
+
+/// 64 signed bytes · 64 signed bytes → sixteen i32 partial sums
+/// (lanes 0..8 from the low 32 bytes, 8..16 from the high 32).
+#[inline(always)]
+unsafe fn dot_i8x64(x: __m512i, y: __m512i) -> __m512i {
+    let ax = _mm512_abs_epi8(x);
+    let neg = _mm512_movepi8_mask(x);
+    let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+    _mm512_madd_epi16(_mm512_maddubs_epi16(ax, sy), _mm512_set1_epi16(1))
+}
+
+#[inline(always)]
+unsafe fn load2x32(a: *const u8, b: *const u8) -> __m512i {
+    let lo = _mm256_loadu_si256(a as *const __m256i);
+    let hi = _mm256_loadu_si256(b as *const __m256i);
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dot_q8_0_q8_0(codes: &[u8], act: &[u8]) -> f32 {
-    dot_q8_0_q8_0_ref(codes, act)
+    let nb = codes.len() / 34;
+    let mut acc = _mm512_setzero_ps();
+    let (cp, ap) = (codes.as_ptr(), act.as_ptr());
+    let mut i = 0;
+    while i + 2 <= nb {
+        let x = load2x32(cp.add(34 * i + 2), cp.add(34 * i + 36));
+        let y = load2x32(ap.add(34 * i + 2), ap.add(34 * i + 36));
+        let s = _mm512_cvtepi32_ps(dot_i8x64(x, y));
+        let d0 = f16_at(codes, 34 * i) * f16_at(act, 34 * i);
+        let d1 = f16_at(codes, 34 * i + 34) * f16_at(act, 34 * i + 34);
+        let d = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0)), _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
+        acc = _mm512_fmadd_ps(d, s, acc);
+        i += 2;
+    }
+    let mut sum = _mm512_reduce_add_ps(acc);
+    if i < nb {
+        sum += super::avx2::dot_q8_0_q8_0(&codes[34 * i..], &act[34 * i..]);
+    }
+    sum
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dequant_q4k(codes: &[u8], out: &mut [f32]) {
-    dequant_q4k_ref(codes, out)
+    let mask = _mm_set1_epi8(0xF);
+    for (b, y) in codes.chunks_exact(144).zip(out.chunks_exact_mut(256)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (sc, mn) = q4k_scales_mins(&b[4..16]);
+        for n in 0..4 {
+            for half in 0..2 {
+                let dl = _mm512_set1_ps(d * sc[2 * n + half] as f32);
+                let ml = _mm512_set1_ps(dmin * mn[2 * n + half] as f32);
+                for k in 0..2 {
+                    let raw = _mm_loadu_si128(b.as_ptr().add(16 + 32 * n + 16 * k) as *const __m128i);
+                    let q = if half == 0 { _mm_and_si128(raw, mask) } else { _mm_and_si128(_mm_srli_epi16(raw, 4), mask) };
+                    let f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q));
+                    _mm512_storeu_ps(y.as_mut_ptr().add(64 * n + 32 * half + 16 * k), _mm512_fmsub_ps(f, dl, ml));
+                }
+            }
+        }
+    }
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
-    dot_q4k_q8k_ref(codes, act)
+    let m4 = _mm512_set1_epi8(0xF);
+    let mut acc = _mm512_setzero_ps();
+    let mut acc_m = 0f32;
+    for (b, y) in codes.chunks_exact(144).zip(act.chunks_exact(292)) {
+        let yd = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+        let (sc, mn) = q4k_scales_mins(&b[4..16]);
+        let mut msum = 0i32;
+        for j in 0..8 {
+            let bs = i16::from_le_bytes([y[260 + 4 * j], y[261 + 4 * j]]) as i32
+                + i16::from_le_bytes([y[262 + 4 * j], y[263 + 4 * j]]) as i32;
+            msum += mn[j] as i32 * bs;
+        }
+        acc_m += yd * f16_at(b, 2) * msum as f32;
+        let mut sumi = _mm512_setzero_si512();
+        let (bp, yp) = (b.as_ptr(), y.as_ptr());
+        for n in (0..4).step_by(2) {
+            // Chunks n and n+1: 32 packed bytes each → low / high nibbles.
+            let q4 = load2x32(bp.add(16 + 32 * n), bp.add(16 + 32 * n + 32));
+            let lo = _mm512_and_si512(q4, m4);
+            let hi = _mm512_and_si512(_mm512_srli_epi16(q4, 4), m4);
+            let y0 = load2x32(yp.add(4 + 64 * n), yp.add(4 + 64 * n + 64));
+            let y1 = load2x32(yp.add(4 + 64 * n + 32), yp.add(4 + 64 * n + 96));
+            let s0 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * n] as i16), _mm256_set1_epi16(sc[2 * n + 2] as i16), 1);
+            let s1 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * n + 1] as i16), _mm256_set1_epi16(sc[2 * n + 3] as i16), 1);
+            let p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, y0), s0);
+            let p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, y1), s1);
+            sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(p0, p1));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(yd * f16_at(b, 0)), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    _mm512_reduce_add_ps(acc) - acc_m
 }

@@ -1,0 +1,110 @@
+//! Every SIMD level equals the scalar reference on random inputs of odd
+//! lengths and alignments: exactly for integer outputs, within 1e-6
+//! relative for float outputs.
+
+use lowbit_quant::simd::{self, Level};
+use lowbit_quant::Format;
+use proptest::prelude::*;
+
+fn levels() -> Vec<Level> {
+    simd::available().into_iter().filter(|&l| l != Level::Scalar).collect()
+}
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-6 * scale.max(1e-30) + 1e-30
+}
+
+fn vecs(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = lowbit_quant::rng::SplitMix64::new(seed);
+    (0..n).map(|_| (r.normal() * 3.0) as f32).collect()
+}
+
+#[test]
+fn simd_levels_are_detected() {
+    let l = simd::available();
+    assert_eq!(l[0], Level::Scalar);
+    eprintln!("SIMD levels here: {:?}", l);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn fwht_matches(log_n in 0u32..12, off in 0usize..4, seed in any::<u64>()) {
+        let n = 1usize << log_n;
+        let buf = vecs(n + off, seed);
+        let mut want = buf[off..].to_vec();
+        simd::fwht_at(Level::Scalar, &mut want);
+        let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for l in levels() {
+            let mut got = buf.clone();
+            simd::fwht_at(l, &mut got[off..]);
+            for (a, b) in got[off..].iter().zip(&want) {
+                prop_assert!(close(*a, *b, norm), "{:?} n={} {} vs {}", l, n, a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_bounds_matches(n in 0usize..300, off in 0usize..4, bits in 1u32..5, seed in any::<u64>()) {
+        let u = vecs(n + off, seed);
+        let cb = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::Gaussian, bits);
+        let mut want = vec![0u8; n];
+        simd::quantize_bounds_at(Level::Scalar, &u[off..], &cb.bounds, &mut want);
+        for l in levels() {
+            let mut got = vec![0u8; n + 1];
+            simd::quantize_bounds_at(l, &u[off..], &cb.bounds, &mut got[1..]);
+            prop_assert_eq!(&got[1..], &want[..], "{:?}", l);
+        }
+    }
+
+    #[test]
+    fn q8_0_kernels_match(blocks in 1usize..20, off in 0usize..4, seed in any::<u64>()) {
+        let f = Format::parse("q8_0").unwrap();
+        let n = 32 * blocks;
+        let x = vecs(n, seed);
+        let a = vecs(n, seed ^ 1);
+        let mut codes = vec![0u8; off];
+        codes.extend(f.encode(&x).unwrap());
+        let mut act = vec![0u8; off + 1];
+        act.extend(f.quantize_activation(&a).unwrap());
+        let (c, y) = (&codes[off..], &act[off + 1..]);
+        let mut want = vec![0f32; n];
+        simd::dequant_q8_0_at(Level::Scalar, c, &mut want);
+        let want_dot = simd::dot_q8_0_q8_0_at(Level::Scalar, c, y);
+        let scale: f32 = x.iter().zip(&a).map(|(p, q)| (p * q).abs()).sum();
+        for l in levels() {
+            let mut got = vec![0f32; n];
+            simd::dequant_q8_0_at(l, c, &mut got);
+            prop_assert_eq!(&got, &want, "{:?}", l);
+            let d = simd::dot_q8_0_q8_0_at(l, c, y);
+            prop_assert!(close(d, want_dot, scale), "{:?} {} vs {}", l, d, want_dot);
+        }
+    }
+
+    #[test]
+    fn q4k_kernels_match(blocks in 1usize..6, off in 0usize..4, seed in any::<u64>()) {
+        let f = Format::parse("q4_k").unwrap();
+        let n = 256 * blocks;
+        let x = vecs(n, seed);
+        let a = vecs(n, seed ^ 1);
+        let mut codes = vec![0u8; off];
+        codes.extend(f.encode(&x).unwrap());
+        let mut act = vec![0u8; off + 3];
+        act.extend(f.quantize_activation(&a).unwrap());
+        let (c, y) = (&codes[off..], &act[off + 3..]);
+        let mut want = vec![0f32; n];
+        simd::dequant_q4k_at(Level::Scalar, c, &mut want);
+        let want_dot = simd::dot_q4k_q8k_at(Level::Scalar, c, y);
+        let scale: f32 = x.iter().zip(&a).map(|(p, q)| (p * q).abs()).sum();
+        for l in levels() {
+            let mut got = vec![0f32; n];
+            simd::dequant_q4k_at(l, c, &mut got);
+            for (p, q) in got.iter().zip(&want) {
+                prop_assert!(close(*p, *q, q.abs().max(1e-3)), "{:?} {} vs {}", l, p, q);
+            }
+            let d = simd::dot_q4k_q8k_at(l, c, y);
+            prop_assert!(close(d, want_dot, scale), "{:?} {} vs {}", l, d, want_dot);
+        }
+    }
+}
