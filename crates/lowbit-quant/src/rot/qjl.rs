@@ -1,6 +1,6 @@
-//! QJL (arXiv 2406.03482): the sign bits of a Gaussian projection of a
+//! QJL (arXiv 2406.03482): the sign bits of a random projection of a
 //! vector plus its norm; <y, x> is estimated as
-//! ‖x‖·sqrt(π/2)/d · <S·y, sign(S·x)>, unbiased, no per-block constants
+//! ‖x‖·c · <S·y, sign(S·x)> (c ≈ sqrt(π/2)/d), unbiased, no per-block constants
 //! beyond the norm. Block: norm:f16 | dim/8 sign bytes.
 
 use super::gauss_proj::GaussProj;
