@@ -1,1 +1,40 @@
-fn main(){}
+//! `lowbit`: the command-line face of lowbit. Argument parsing and glue
+//! only; the work lives in the library crates.
+
+use clap::{Parser, Subcommand};
+
+mod quant_bench;
+mod real_weights;
+mod timing;
+
+#[derive(Parser)]
+#[command(name = "lowbit", version, about = "Low-bit storage for LLM weights, KV caches and vectors")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure every format: encode/decode/dot throughput and error on
+    /// N(0,1) data and on real model weights.
+    QuantBench(quant_bench::Args),
+    /// List the format table: spec syntax, presets, bits per element.
+    Formats,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::QuantBench(a) => quant_bench::run(a),
+        Cmd::Formats => {
+            println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
+            for row in lowbit_quant::FORMATS {
+                for p in row.presets {
+                    let f = lowbit_quant::Format::parse(p)?;
+                    println!("{:<40} {:<12} {:>8.4} {:>7}  {}", row.syntax, f.name(), f.bits_per_element(), f.block_elems(), row.about);
+                }
+            }
+            Ok(())
+        }
+    }
+}

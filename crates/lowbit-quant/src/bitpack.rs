@@ -8,8 +8,20 @@ pub const fn packed_len(n: usize, bits: u32) -> usize {
 }
 
 pub fn pack(codes: &[u8], bits: u32, out: &mut [u8]) {
+    let whole = codes.len() % 8 == 0;
     match bits {
         8 => out[..codes.len()].copy_from_slice(codes),
+        1 | 2 | 3 if whole => {
+            // Eight codes at a time fill exactly `bits` bytes.
+            let b = bits as usize;
+            for (o, c) in out.chunks_exact_mut(b).zip(codes.chunks_exact(8)) {
+                let mut v = 0u32;
+                for (k, &ck) in c.iter().enumerate() {
+                    v |= (ck as u32) << (b * k);
+                }
+                o.copy_from_slice(&v.to_le_bytes()[..b]);
+            }
+        }
         4 => {
             for (o, c) in out.iter_mut().zip(codes.chunks(2)) {
                 *o = c[0] | (c.get(1).copied().unwrap_or(0) << 4);
@@ -39,8 +51,21 @@ pub fn pack(codes: &[u8], bits: u32, out: &mut [u8]) {
 }
 
 pub fn unpack(packed: &[u8], bits: u32, codes: &mut [u8]) {
+    let whole = codes.len() % 8 == 0;
     match bits {
         8 => codes.copy_from_slice(&packed[..codes.len()]),
+        1 | 2 | 3 if whole => {
+            let b = bits as usize;
+            let mask = (1u32 << b) - 1;
+            for (p, c) in packed.chunks_exact(b).zip(codes.chunks_exact_mut(8)) {
+                let mut bytes = [0u8; 4];
+                bytes[..b].copy_from_slice(p);
+                let v = u32::from_le_bytes(bytes);
+                for (k, ck) in c.iter_mut().enumerate() {
+                    *ck = ((v >> (b * k)) & mask) as u8;
+                }
+            }
+        }
         4 => {
             for (i, c) in codes.iter_mut().enumerate() {
                 *c = (packed[i / 2] >> (4 * (i % 2))) & 0xF;

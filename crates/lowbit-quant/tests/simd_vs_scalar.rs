@@ -108,3 +108,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Codes agree wherever the scalar coordinate is not within float noise
+    /// of a decision boundary; norms and coordinates within 1e-6 relative.
+    #[test]
+    fn turbo_fused_kernels_match(log_n in 3u32..9, bits in 1u32..6, seed in any::<u64>()) {
+        let n = 1usize << log_n;
+        let x = vecs(n, seed);
+        let mut r = lowbit_quant::rng::SplitMix64::new(seed ^ 9);
+        let signs: Vec<f32> = (0..n).map(|_| r.sign()).collect();
+        let cb = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::UnitSphere(n.max(3)), bits);
+        let (mut u0, mut c0) = (vec![0f32; n], vec![0u8; n]);
+        let norm0 = simd::turbo_rotq_at(Level::Scalar, &x, &signs, &cb.bounds, &mut u0, &mut c0);
+        let mut y0 = vec![0f32; n];
+        simd::turbo_dequant_at(Level::Scalar, &c0, &cb.levels, &signs, 0.7, &mut y0);
+        let ynorm = y0.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for l in levels() {
+            let (mut u1, mut c1) = (vec![0f32; n], vec![0u8; n]);
+            let norm1 = simd::turbo_rotq_at(l, &x, &signs, &cb.bounds, &mut u1, &mut c1);
+            prop_assert!(close(norm0, norm1, norm0), "{:?} norm {} vs {}", l, norm0, norm1);
+            for i in 0..n {
+                prop_assert!(close(u0[i], u1[i], (n as f32).sqrt()), "{:?} u[{}]", l, i);
+                let near = cb.bounds.iter().any(|b| (u0[i] - b).abs() < 1e-4);
+                prop_assert!(near || c0[i] == c1[i], "{:?} code[{}] {} vs {}", l, i, c0[i], c1[i]);
+            }
+            let mut y1 = vec![0f32; n];
+            simd::turbo_dequant_at(l, &c0, &cb.levels, &signs, 0.7, &mut y1);
+            for (a, b) in y0.iter().zip(&y1) {
+                prop_assert!(close(*a, *b, ynorm), "{:?} dequant {} vs {}", l, a, b);
+            }
+        }
+    }
+}

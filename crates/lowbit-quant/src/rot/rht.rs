@@ -32,6 +32,12 @@ impl Rht {
         self.signs.len()
     }
 
+    /// The random signs, when the dimension is a power of two (one block),
+    /// for the fused kernels in [`crate::simd`].
+    pub fn pow2_signs(&self) -> Option<&[f32]> {
+        (self.blocks.len() == 1).then_some(&self.signs[..])
+    }
+
     /// x ← H·D·x (orthonormal).
     pub fn forward(&self, x: &mut [f32]) {
         for (v, s) in x.iter_mut().zip(&self.signs) {

@@ -41,6 +41,11 @@ impl TurboMse {
     /// Rotate and code one vector; returns its norm and leaves the rotated
     /// unit vector (scaled by sqrt(d)) in `u`.
     fn encode_vec(&self, x: &[f32], u: &mut [f32], codes: &mut [u8], out: &mut [u8]) -> f32 {
+        if let Some(signs) = self.rht.pow2_signs() {
+            let norm = simd::turbo_rotq(x, signs, &self.cb.bounds, u, codes);
+            pack(codes, self.bits, out);
+            return norm;
+        }
         let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
         u.copy_from_slice(x);
         if norm == 0.0 {
@@ -85,6 +90,11 @@ impl Codec for TurboMse {
         let mut c = vec![0u8; self.dim];
         let inv = 1.0 / (self.dim as f32).sqrt();
         for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.dim)) {
+            if let Some(signs) = self.rht.pow2_signs() {
+                unpack(&b[2..], self.bits, &mut c);
+                simd::turbo_dequant(&c, &self.cb.levels, signs, get_f16(b, 0) * inv, y);
+                continue;
+            }
             self.levels_of(&b[2..], &mut c, y);
             let s = get_f16(b, 0) * inv;
             for v in y.iter_mut() {

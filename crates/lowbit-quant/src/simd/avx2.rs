@@ -183,3 +183,39 @@ pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
     }
     hsum_ps(acc) - acc_m
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn turbo_rotq(x: &[f32], signs: &[f32], bounds: &[f32], u: &mut [f32], codes: &mut [u8]) -> f32 {
+    let n = x.len();
+    let (mut acc, mut i) = (_mm256_setzero_ps(), 0);
+    while i + 8 <= n {
+        let v = _mm256_loadu_ps(x.as_ptr().add(i));
+        acc = _mm256_fmadd_ps(v, v, acc);
+        _mm256_storeu_ps(u.as_mut_ptr().add(i), _mm256_mul_ps(v, _mm256_loadu_ps(signs.as_ptr().add(i))));
+        i += 8;
+    }
+    let mut sq = hsum_ps(acc);
+    for j in i..n {
+        sq += x[j] * x[j];
+        u[j] = x[j] * signs[j];
+    }
+    let norm = sq.sqrt();
+    fwht(&mut u[..n]);
+    let s = if norm > 0.0 { (n as f32).sqrt() / norm } else { 0.0 };
+    for v in u[..n].iter_mut() {
+        *v *= s;
+    }
+    quantize_bounds(&u[..n], bounds, codes);
+    norm
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn turbo_dequant(codes: &[u8], levels: &[f32], signs: &[f32], scale: f32, out: &mut [f32]) {
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = levels[c as usize] * scale;
+    }
+    fwht(out);
+    for (o, s) in out.iter_mut().zip(signs) {
+        *o *= s;
+    }
+}

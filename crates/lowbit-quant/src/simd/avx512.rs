@@ -177,3 +177,87 @@ pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
     }
     _mm512_reduce_add_ps(acc) - acc_m
 }
+
+/// Cross-register butterflies for h = 16, 32, 64 over eight 16-lane registers.
+#[inline(always)]
+unsafe fn fwht128_regs(r: &mut [__m512; 8]) {
+    for i in 0..8 {
+        r[i] = fwht16(r[i]);
+    }
+    for h in [1usize, 2, 4] {
+        for i in 0..8 {
+            if i & h == 0 {
+                let (a, b) = (r[i], r[i + h]);
+                r[i] = _mm512_add_ps(a, b);
+                r[i + h] = _mm512_sub_ps(a, b);
+            }
+        }
+    }
+}
+
+/// Fused TurboQuant encode of one 128-vector: norm, random signs, FWHT,
+/// scale to unit-sphere units, codebook index by binary search over the
+/// (≤ 15) bounds. Falls back to the AVX2 path for other shapes.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn turbo_rotq(x: &[f32], signs: &[f32], bounds: &[f32], u: &mut [f32], codes: &mut [u8]) -> f32 {
+    let n = x.len();
+    if n != 128 || bounds.len() > 15 {
+        return super::avx2::turbo_rotq(x, signs, bounds, u, codes);
+    }
+    let mut r = [_mm512_setzero_ps(); 8];
+    let mut acc = _mm512_setzero_ps();
+    for i in 0..8 {
+        let v = _mm512_loadu_ps(x.as_ptr().add(16 * i));
+        acc = _mm512_fmadd_ps(v, v, acc);
+        r[i] = _mm512_mul_ps(v, _mm512_loadu_ps(signs.as_ptr().add(16 * i)));
+    }
+    let norm = _mm512_reduce_add_ps(acc).sqrt();
+    fwht128_regs(&mut r);
+    // Orthonormal FWHT (1/√128) then × √128/‖x‖: together 1/‖x‖.
+    let s = _mm512_set1_ps(if norm > 0.0 { 1.0 / norm } else { 0.0 });
+    let mut table = [f32::INFINITY; 16];
+    table[..bounds.len()].copy_from_slice(bounds);
+    let t = _mm512_loadu_ps(table.as_ptr());
+    let levels = bounds.len() + 1;
+    for i in 0..8 {
+        let v = _mm512_mul_ps(r[i], s);
+        _mm512_storeu_ps(u.as_mut_ptr().add(16 * i), v);
+        let mut idx = _mm512_setzero_si512();
+        let mut step = levels / 2;
+        while step > 0 {
+            let st = _mm512_set1_epi32(step as i32);
+            let probe = _mm512_sub_epi32(_mm512_add_epi32(idx, st), _mm512_set1_epi32(1));
+            let b = _mm512_permutexvar_ps(probe, t);
+            let m = _mm512_cmp_ps_mask(v, b, _CMP_GT_OQ);
+            idx = _mm512_mask_add_epi32(idx, m, idx, st);
+            step /= 2;
+        }
+        _mm_storeu_si128(codes.as_mut_ptr().add(16 * i) as *mut __m128i, _mm512_cvtepi32_epi8(idx));
+    }
+    norm
+}
+
+/// Fused TurboQuant decode of one 128-vector: level lookup (≤ 16 levels),
+/// scale, inverse FWHT, signs.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn turbo_dequant(codes: &[u8], levels: &[f32], signs: &[f32], scale: f32, out: &mut [f32]) {
+    let n = out.len();
+    if n != 128 || levels.len() > 16 {
+        return super::avx2::turbo_dequant(codes, levels, signs, scale, out);
+    }
+    let mut table = [0f32; 16];
+    table[..levels.len()].copy_from_slice(levels);
+    let t = _mm512_loadu_ps(table.as_ptr());
+    // scale × (1/√128) from the orthonormal inverse FWHT.
+    let s = _mm512_set1_ps(scale / (128f32).sqrt());
+    let mut r = [_mm512_setzero_ps(); 8];
+    for i in 0..8 {
+        let c = _mm512_cvtepu8_epi32(_mm_loadu_si128(codes.as_ptr().add(16 * i) as *const __m128i));
+        r[i] = _mm512_permutexvar_ps(c, t);
+    }
+    fwht128_regs(&mut r);
+    for i in 0..8 {
+        let v = _mm512_mul_ps(_mm512_mul_ps(r[i], s), _mm512_loadu_ps(signs.as_ptr().add(16 * i)));
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), v);
+    }
+}

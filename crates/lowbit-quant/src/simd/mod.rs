@@ -99,6 +99,44 @@ dispatch!(
     /// codes[i] = number of `bounds` strictly below u[i] (a sorted codebook's index).
     quantize_bounds, quantize_bounds_at, (u: &[f32], bounds: &[f32], codes: &mut [u8]) -> (), quantize_bounds_ref
 );
+/// Scalar reference of the fused TurboQuant encode of one power-of-two
+/// vector: returns ‖x‖, leaves the rotated coordinates in unit-sphere units
+/// (u = H·D·x·√d/‖x‖) in `u` and their codebook indices in `codes`.
+pub fn turbo_rotq_ref(x: &[f32], signs: &[f32], bounds: &[f32], u: &mut [f32], codes: &mut [u8]) -> f32 {
+    let n = x.len();
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+    for ((o, v), s) in u.iter_mut().zip(x).zip(signs) {
+        *o = v * s;
+    }
+    fwht_ref(&mut u[..n]);
+    let s = if norm > 0.0 { (n as f32).sqrt() / norm } else { 0.0 };
+    for v in u[..n].iter_mut() {
+        *v *= s;
+    }
+    quantize_bounds_ref(&u[..n], bounds, codes);
+    norm
+}
+
+/// Scalar reference of the fused TurboQuant decode of one power-of-two
+/// vector: out = D·H·(levels[codes]·scale).
+pub fn turbo_dequant_ref(codes: &[u8], levels: &[f32], signs: &[f32], scale: f32, out: &mut [f32]) {
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = levels[c as usize] * scale;
+    }
+    fwht_ref(out);
+    for (o, s) in out.iter_mut().zip(signs) {
+        *o *= s;
+    }
+}
+
+dispatch!(
+    /// Fused TurboQuant encode of one power-of-two vector (see [`turbo_rotq_ref`]).
+    turbo_rotq, turbo_rotq_at, (x: &[f32], signs: &[f32], bounds: &[f32], u: &mut [f32], codes: &mut [u8]) -> f32, turbo_rotq_ref
+);
+dispatch!(
+    /// Fused TurboQuant decode of one power-of-two vector (see [`turbo_dequant_ref`]).
+    turbo_dequant, turbo_dequant_at, (codes: &[u8], levels: &[f32], signs: &[f32], scale: f32, out: &mut [f32]) -> (), turbo_dequant_ref
+);
 dispatch!(
     /// Q8_0 blocks → f32.
     dequant_q8_0, dequant_q8_0_at, (codes: &[u8], out: &mut [f32]) -> (), dequant_q8_0_ref
