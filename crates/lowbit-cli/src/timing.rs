@@ -5,7 +5,7 @@ use std::time::Instant;
 
 /// Each timed run lasts at least this long, so thread start-up and timer
 /// resolution stay negligible against the work.
-const MIN_RUN_SECS: f64 = 0.02;
+const MIN_RUN_SECS: f64 = 0.05;
 
 /// Median wall time (seconds) of one `work(thread, threads)` pass on
 /// `threads` threads, over `repeats` timed runs after a warm-up. Fast work

@@ -134,54 +134,64 @@ pub unsafe fn dequant_q4k(codes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Unpack Q4_K's twelve scale bytes into 8 scales and 8 mins.
+/// Unpack Q4_K's twelve scale bytes into 8 scales (bytes 0..8) and 8 mins
+/// (bytes 8..16) with word-wide bit moves instead of eight branchy lookups.
 #[inline(always)]
-pub fn q4k_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        (sc[j], m[j]) = get_scale_min_k4(j, s);
+pub fn q4k_scales_mins(s: &[u8]) -> [u8; 16] {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (u0, u1, u2) = (w(0), w(1), w(2));
+    let out = [
+        u0 & KMASK1,
+        (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4),
+        u1 & KMASK1,
+        ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4),
+    ];
+    let mut b = [0u8; 16];
+    for (i, v) in out.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
     }
-    (sc, m)
+    b
+}
+
+/// Σ mins[j] · (bsums[2j] + bsums[2j+1]) for one Q4_K / Q8_K block pair.
+#[inline(always)]
+pub unsafe fn q4k_min_sum(sm: &[u8; 16], y: &[u8]) -> __m128i {
+    let bs = _mm256_loadu_si256(y.as_ptr().add(260) as *const __m256i);
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i));
+    _mm_madd_epi16(mins, pairs)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (b, y) in codes.chunks_exact(144).zip(act.chunks_exact(292)) {
         let yd = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
-        let d = yd * f16_at(b, 0);
-        let dmin = yd * f16_at(b, 2);
-        let (sc, mn) = q4k_scales_mins(&b[4..16]);
-        // Mins against the activation's per-16 sums.
-        let bs = _mm256_loadu_si256(y.as_ptr().add(260) as *const __m256i);
-        let mins16 = _mm256_cvtepu8_epi16(_mm_set_epi8(
-            mn[7] as i8, mn[7] as i8, mn[6] as i8, mn[6] as i8, mn[5] as i8, mn[5] as i8, mn[4] as i8, mn[4] as i8,
-            mn[3] as i8, mn[3] as i8, mn[2] as i8, mn[2] as i8, mn[1] as i8, mn[1] as i8, mn[0] as i8, mn[0] as i8,
-        ));
-        let pm = _mm256_madd_epi16(bs, mins16);
-        let msum = {
-            let s = _mm_add_epi32(_mm256_castsi256_si128(pm), _mm256_extracti128_si256(pm, 1));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-            _mm_cvtsi128_si32(s)
-        };
-        acc_m += dmin * msum as f32;
-        let mut sumi = _mm256_setzero_si256();
+        let sm = q4k_scales_mins(&b[4..16]);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(yd * f16_at(b, 2)), _mm_cvtepi32_ps(q4k_min_sum(&sm, y)), acc_m);
+        let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for n in 0..4 {
             let q4 = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * n) as *const __m256i);
             let lo = _mm256_and_si256(q4, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
             let y0 = _mm256_loadu_si256(y.as_ptr().add(4 + 64 * n) as *const __m256i);
             let y1 = _mm256_loadu_si256(y.as_ptr().add(4 + 64 * n + 32) as *const __m256i);
-            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * n] as i16));
-            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * n + 1] as i16));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sm[2 * n] as i16));
+            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sm[2 * n + 1] as i16));
+            s0 = _mm256_add_epi32(s0, p0);
+            s1 = _mm256_add_epi32(s1, p1);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        let sumi = _mm256_add_epi32(s0, s1);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_at(b, 0)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc) - acc_m
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+    hsum_ps(acc) - _mm_cvtss_f32(m)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

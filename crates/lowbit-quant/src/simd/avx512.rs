@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::q4k_scales_mins;
+use super::avx2::{q4k_min_sum, q4k_scales_mins};
 
 #[inline(always)]
 unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
@@ -127,7 +127,8 @@ pub unsafe fn dequant_q4k(codes: &[u8], out: &mut [f32]) {
     let mask = _mm_set1_epi8(0xF);
     for (b, y) in codes.chunks_exact(144).zip(out.chunks_exact_mut(256)) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let (sc, mn) = q4k_scales_mins(&b[4..16]);
+        let sm = q4k_scales_mins(&b[4..16]);
+        let (sc, mn) = (&sm[..8], &sm[8..]);
         for n in 0..4 {
             for half in 0..2 {
                 let dl = _mm512_set1_ps(d * sc[2 * n + half] as f32);
@@ -145,37 +146,40 @@ pub unsafe fn dequant_q4k(codes: &[u8], out: &mut [f32]) {
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dot_q4k_q8k(codes: &[u8], act: &[u8]) -> f32 {
-    let m4 = _mm512_set1_epi8(0xF);
+    let m4 = _mm256_set1_epi8(0xF);
+    // i16 lanes 0..16 take scale 2n, lanes 16..32 scale 2n+1.
+    let idx: [__m512i; 4] = std::array::from_fn(|n| {
+        _mm512_inserti64x4(_mm512_set1_epi16(2 * n as i16), _mm256_set1_epi16(2 * n as i16 + 1), 1)
+    });
     let mut acc = _mm512_setzero_ps();
-    let mut acc_m = 0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (b, y) in codes.chunks_exact(144).zip(act.chunks_exact(292)) {
         let yd = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
-        let (sc, mn) = q4k_scales_mins(&b[4..16]);
-        let mut msum = 0i32;
-        for j in 0..8 {
-            let bs = i16::from_le_bytes([y[260 + 4 * j], y[261 + 4 * j]]) as i32
-                + i16::from_le_bytes([y[262 + 4 * j], y[263 + 4 * j]]) as i32;
-            msum += mn[j] as i32 * bs;
+        let sm = q4k_scales_mins(&b[4..16]);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(yd * f16_at(b, 2)), _mm_cvtepi32_ps(q4k_min_sum(&sm, y)), acc_m);
+        let sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(sm.as_ptr() as *const __m128i)));
+        let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        for n in 0..4 {
+            // Chunk n: 32 bytes → low nibbles (elements 64n..+32) and high
+            // (64n+32..+32), which match 64 contiguous activation bytes.
+            let q4 = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * n) as *const __m256i);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            let q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            let yv = _mm512_loadu_si512(y.as_ptr().add(4 + 64 * n) as *const _);
+            let p = _mm512_madd_epi16(_mm512_maddubs_epi16(q, yv), _mm512_permutexvar_epi16(idx[n], sc));
+            if n % 2 == 0 {
+                s0 = _mm512_add_epi32(s0, p);
+            } else {
+                s1 = _mm512_add_epi32(s1, p);
+            }
         }
-        acc_m += yd * f16_at(b, 2) * msum as f32;
-        let mut sumi = _mm512_setzero_si512();
-        let (bp, yp) = (b.as_ptr(), y.as_ptr());
-        for n in (0..4).step_by(2) {
-            // Chunks n and n+1: 32 packed bytes each → low / high nibbles.
-            let q4 = load2x32(bp.add(16 + 32 * n), bp.add(16 + 32 * n + 32));
-            let lo = _mm512_and_si512(q4, m4);
-            let hi = _mm512_and_si512(_mm512_srli_epi16(q4, 4), m4);
-            let y0 = load2x32(yp.add(4 + 64 * n), yp.add(4 + 64 * n + 64));
-            let y1 = load2x32(yp.add(4 + 64 * n + 32), yp.add(4 + 64 * n + 96));
-            let s0 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * n] as i16), _mm256_set1_epi16(sc[2 * n + 2] as i16), 1);
-            let s1 = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * n + 1] as i16), _mm256_set1_epi16(sc[2 * n + 3] as i16), 1);
-            let p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, y0), s0);
-            let p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, y1), s1);
-            sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(p0, p1));
-        }
+        let sumi = _mm512_add_epi32(s0, s1);
         acc = _mm512_fmadd_ps(_mm512_set1_ps(yd * f16_at(b, 0)), _mm512_cvtepi32_ps(sumi), acc);
     }
-    _mm512_reduce_add_ps(acc) - acc_m
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+    _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m)
 }
 
 /// Cross-register butterflies for h = 16, 32, 64 over eight 16-lane registers.
