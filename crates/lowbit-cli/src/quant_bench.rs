@@ -157,6 +157,11 @@ fn measure(f: &Format, x: &[f32], y: &[f32], repeats: usize) -> Result<Row> {
     Ok(row)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// View validated ggml bytes as candle's block structs (identical repr(C)
 /// layouts, which the parity tests check byte for byte).
 fn as_blocks<T: GgmlType>(bytes: &[u8]) -> Vec<T> {
@@ -183,14 +188,20 @@ fn vs_candle<W: GgmlType<VecDotType = A>, A: GgmlType>(
     let codec = f.codec();
     let mut out = Vec::new();
     for t in THREADS {
-        let ours = median_secs(t, repeats, |i, t| {
-            let r = share(blocks, i, t);
-            black_box(codec.dot_q8(&codes[r.start * bb..r.end * bb], &act[r.start * ab..r.end * ab]));
-        });
-        let theirs = median_secs(t, repeats, |i, t| {
-            let r = share(blocks, i, t);
-            black_box(W::vec_dot(r.len() * be, &cw[r.clone()], &ca[r]));
-        });
+        // Alternate the two kernels run by run so drifts in clock speed or
+        // neighbours' load hit both alike; report each one's median.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..repeats.max(1) {
+            ours.push(median_secs(t, 1, |i, t| {
+                let r = share(blocks, i, t);
+                black_box(codec.dot_q8(&codes[r.start * bb..r.end * bb], &act[r.start * ab..r.end * ab]));
+            }));
+            theirs.push(median_secs(t, 1, |i, t| {
+                let r = share(blocks, i, t);
+                black_box(W::vec_dot(r.len() * be, &cw[r.clone()], &ca[r]));
+            }));
+        }
+        let (ours, theirs) = (median(ours), median(theirs));
         let n = x.len() as f64;
         out.push(VsCandle { kernel, threads: t, ours_per_s: n / ours, candle_per_s: n / theirs, ratio: theirs / ours });
     }

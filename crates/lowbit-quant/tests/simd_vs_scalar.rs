@@ -143,3 +143,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn quantized_f32_dots_match(blocks in 1usize..6, off in 0usize..4, seed in any::<u64>()) {
+        let n = 256 * blocks;
+        let x = vecs(n, seed);
+        let a = vecs(n + off, seed ^ 1);
+        let a = &a[off..];
+        let scale: f32 = x.iter().zip(a).map(|(p, q)| (p * q).abs()).sum();
+        for spec in ["q8_0", "q4_k"] {
+            let f = Format::parse(spec).unwrap();
+            let codes = f.encode(&x).unwrap();
+            let want = if spec == "q8_0" {
+                simd::dot_q8_0_f32_at(Level::Scalar, &codes, a)
+            } else {
+                simd::dot_q4k_f32_at(Level::Scalar, &codes, a)
+            };
+            for l in levels() {
+                let got = if spec == "q8_0" { simd::dot_q8_0_f32_at(l, &codes, a) } else { simd::dot_q4k_f32_at(l, &codes, a) };
+                prop_assert!(close(got, want, scale), "{} {:?} {} vs {}", spec, l, got, want);
+            }
+        }
+    }
+}

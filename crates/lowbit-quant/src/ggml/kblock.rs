@@ -32,6 +32,18 @@ impl KBlock {
         }
     }
 
+    /// Dot with 256 floats: Σ_s d·scale_s·Σ q·x − dmin·min_s·Σ x.
+    pub fn dot_f32(&self, x: &[f32]) -> f32 {
+        let mut sum = 0f32;
+        for s in 0..16 {
+            let xs = &x[16 * s..16 * s + 16];
+            let qx: f32 = xs.iter().zip(&self.q[16 * s..16 * s + 16]).map(|(v, &q)| v * q as f32).sum();
+            let sx: f32 = xs.iter().sum();
+            sum += self.d * self.scale[s] as f32 * qx - self.dmin * self.min[s] as f32 * sx;
+        }
+        sum
+    }
+
     /// Dot with one Q8_K block.
     pub fn dot_q8k(&self, y: &[u8]) -> f32 {
         let yd = get_f32(y, 0);

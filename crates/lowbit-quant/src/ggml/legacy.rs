@@ -265,6 +265,9 @@ impl Codec for Q8_0 {
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
         simd::dequant_q8_0(codes, out)
     }
+    fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
+        simd::dot_q8_0_f32(codes, x)
+    }
     fn activation(&self) -> Option<Activation> {
         Some(Activation::Q8_0)
     }
@@ -289,6 +292,16 @@ pub fn dot_q8_0_q8_0_ref(codes: &[u8], act: &[u8]) -> f32 {
     for (b, y) in codes.chunks_exact(34).zip(act.chunks_exact(34)) {
         let s: i32 = b[2..].iter().zip(&y[2..]).map(|(&a, &c)| a as i8 as i32 * c as i8 as i32).sum();
         sum += s as f32 * get_f16(b, 0) * get_f16(y, 0);
+    }
+    sum
+}
+
+/// Scalar reference: Q8_0 · f32.
+pub fn dot_q8_0_f32_ref(codes: &[u8], x: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, xs) in codes.chunks_exact(34).zip(x.chunks_exact(QK)) {
+        let s: f32 = b[2..].iter().zip(xs).map(|(&q, &v)| q as i8 as f32 * v).sum();
+        sum += s * get_f16(b, 0);
     }
     sum
 }

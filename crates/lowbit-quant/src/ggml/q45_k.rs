@@ -119,6 +119,9 @@ impl Codec for Q4K {
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
         simd::dequant_q4k(codes, out)
     }
+    fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
+        simd::dot_q4k_f32(codes, x)
+    }
     fn activation(&self) -> Option<Activation> {
         Some(Activation::Q8K)
     }
@@ -130,6 +133,11 @@ impl Codec for Q4K {
 /// Scalar reference for Q4_K dequantization.
 pub fn dequant_q4k_ref(codes: &[u8], out: &mut [f32]) {
     kblock::decode_with(codes, Q4K_BYTES, out, unpack_q4k)
+}
+
+/// Scalar reference for Q4_K · f32.
+pub fn dot_q4k_f32_ref(codes: &[u8], x: &[f32]) -> f32 {
+    codes.chunks_exact(Q4K_BYTES).zip(x.chunks_exact(QK_K)).map(|(b, xs)| unpack_q4k(b).dot_f32(xs)).sum()
 }
 
 /// Scalar reference for Q4_K · Q8_K.

@@ -15,9 +15,12 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// f16 → f32 with the F16C instruction (the `half` crate only uses it
+/// when the whole binary is built with F16C enabled).
 #[inline(always)]
-unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+pub unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// Butterflies for h = 1, 2, 4 inside one 8-lane register.
@@ -228,4 +231,45 @@ pub unsafe fn turbo_dequant(codes: &[u8], levels: &[f32], signs: &[f32], scale: 
     for (o, s) in out.iter_mut().zip(signs) {
         *o *= s;
     }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q8_0_f32(codes: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, xs) in codes.chunks_exact(34).zip(x.chunks_exact(32)) {
+        let mut s = _mm256_setzero_ps();
+        for k in 0..4 {
+            let q = _mm_loadl_epi64(b.as_ptr().add(2 + 8 * k) as *const __m128i);
+            let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+            s = _mm256_fmadd_ps(f, _mm256_loadu_ps(xs.as_ptr().add(8 * k)), s);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0)), s, acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4k_f32(codes: &[u8], x: &[f32]) -> f32 {
+    let mask = _mm_set1_epi8(0xF);
+    let mut acc = _mm256_setzero_ps();
+    for (b, xs) in codes.chunks_exact(144).zip(x.chunks_exact(256)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let sm = q4k_scales_mins(&b[4..16]);
+        for n in 0..4 {
+            for half in 0..2 {
+                let (mut qx, mut sx) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for k in 0..4 {
+                    let raw = _mm_loadl_epi64(b.as_ptr().add(16 + 32 * n + 8 * k) as *const __m128i);
+                    let q = if half == 0 { _mm_and_si128(raw, mask) } else { _mm_and_si128(_mm_srli_epi16(raw, 4), mask) };
+                    let v = _mm256_loadu_ps(xs.as_ptr().add(64 * n + 32 * half + 8 * k));
+                    qx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q)), v, qx);
+                    sx = _mm256_add_ps(sx, v);
+                }
+                let j = 2 * n + half;
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sm[j] as f32), qx, acc);
+                acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * sm[8 + j] as f32), sx, acc);
+            }
+        }
+    }
+    hsum_ps(acc)
 }

@@ -6,8 +6,8 @@
 
 use std::sync::OnceLock;
 
-use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_q8_0_ref};
-use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_q8k_ref};
+use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_f32_ref, dot_q8_0_q8_0_ref};
+use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_f32_ref, dot_q4k_q8k_ref};
 use crate::rot::rht::fwht_ref;
 
 #[cfg(target_arch = "x86_64")]
@@ -152,4 +152,12 @@ dispatch!(
 dispatch!(
     /// Q4_K · Q8_K.
     dot_q4k_q8k, dot_q4k_q8k_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4k_q8k_ref
+);
+dispatch!(
+    /// Q8_0 · f32.
+    dot_q8_0_f32, dot_q8_0_f32_at, (codes: &[u8], x: &[f32]) -> f32, dot_q8_0_f32_ref
+);
+dispatch!(
+    /// Q4_K · f32.
+    dot_q4k_f32, dot_q4k_f32_at, (codes: &[u8], x: &[f32]) -> f32, dot_q4k_f32_ref
 );
