@@ -1,0 +1,119 @@
+//! The KV-cache interface the forward pass talks to, and the plain
+//! full-precision caches (f32, f16). Attention is a method of the cache so a
+//! compressed cache can score keys on its own representation.
+
+use half::f16;
+use rayon::prelude::*;
+
+pub trait KvCache: Send + Sync {
+    /// Store the key and value (kv_dim floats each) of `layer` at `pos`.
+    fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]);
+    /// Causal attention of one query (all heads, n_heads·head_dim floats)
+    /// at position `pos` over positions 0..=pos; writes n_heads·head_dim.
+    fn attend(&self, layer: usize, pos: usize, q: &[f32], out: &mut [f32]);
+    /// Bytes held for `tokens` positions across all layers.
+    fn bytes_for(&self, tokens: usize) -> usize;
+}
+
+/// Geometry shared by the caches.
+#[derive(Clone, Copy, Debug)]
+pub struct KvShape {
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub max_seq: usize,
+}
+
+impl KvShape {
+    fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// Element storage of a plain cache.
+pub trait Elem: Copy + Send + Sync + Default {
+    fn from_f32(v: f32) -> Self;
+    fn to_f32(self) -> f32;
+}
+impl Elem for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+impl Elem for f16 {
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+/// A dense cache: keys and values per layer, position-major.
+pub struct DenseCache<T: Elem> {
+    shape: KvShape,
+    k: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
+pub type F32Cache = DenseCache<f32>;
+pub type F16Cache = DenseCache<f16>;
+
+impl<T: Elem> DenseCache<T> {
+    pub fn new(shape: KvShape) -> Self {
+        let n = shape.max_seq * shape.kv_dim();
+        DenseCache { shape, k: vec![vec![T::default(); n]; shape.n_layers], v: vec![vec![T::default(); n]; shape.n_layers] }
+    }
+}
+
+impl<T: Elem> KvCache for DenseCache<T> {
+    fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let d = self.shape.kv_dim();
+        for (dst, &s) in self.k[layer][pos * d..(pos + 1) * d].iter_mut().zip(k) {
+            *dst = T::from_f32(s);
+        }
+        for (dst, &s) in self.v[layer][pos * d..(pos + 1) * d].iter_mut().zip(v) {
+            *dst = T::from_f32(s);
+        }
+    }
+
+    fn attend(&self, layer: usize, pos: usize, q: &[f32], out: &mut [f32]) {
+        let s = self.shape;
+        let (hd, kvd) = (s.head_dim, s.kv_dim());
+        let group = s.n_heads / s.n_kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (keys, vals) = (&self.k[layer], &self.v[layer]);
+        out.par_chunks_mut(hd).enumerate().for_each(|(h, o)| {
+            let qh = &q[h * hd..(h + 1) * hd];
+            let kvh = h / group;
+            let mut scores: Vec<f32> = (0..=pos)
+                .map(|t| {
+                    let k = &keys[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
+                    qh.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
+            }
+            o.fill(0.0);
+            for (t, p) in scores.iter().enumerate() {
+                let w = p / sum;
+                let v = &vals[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
+                for (oi, vi) in o.iter_mut().zip(v) {
+                    *oi += w * vi.to_f32();
+                }
+            }
+        });
+    }
+
+    fn bytes_for(&self, tokens: usize) -> usize {
+        2 * self.shape.n_layers * tokens * self.shape.kv_dim() * std::mem::size_of::<T>()
+    }
+}

@@ -1,0 +1,18 @@
+//! lowbit-engine: runs Llama-family decoders (SmolLM2, Llama, Qwen2,
+//! Mistral; llama2.c checkpoints) on weights kept in their stored format,
+//! with the lowbit-quant kernels, through a KV-cache trait.
+//!
+//! Knows models, tokenizers and caches; knows nothing about command lines.
+
+pub mod config;
+pub mod error;
+pub mod kv;
+pub mod llama2c;
+pub mod matrix;
+pub mod model;
+pub mod sample;
+pub mod tokenizer;
+
+pub use error::{EngineError, Result};
+pub use model::{CacheKind, Model};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,171 @@
+//! The Llama-family forward pass: RMSNorm, RoPE (adjacent pairs, as GGUF
+//! llama and llama2.c store q/k), grouped-query attention through a
+//! [`KvCache`], SwiGLU MLP, optional q/k/v biases (Qwen2), tied or separate
+//! output matrix. Single-token decode and batched prefill.
+
+use crate::config::Config;
+use crate::error::{EngineError, Result};
+use crate::kv::{F16Cache, F32Cache, KvCache, KvShape};
+use crate::matrix::QMatrix;
+
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: QMatrix,
+    pub wk: QMatrix,
+    pub wv: QMatrix,
+    pub bias_q: Option<Vec<f32>>,
+    pub bias_k: Option<Vec<f32>>,
+    pub bias_v: Option<Vec<f32>>,
+    pub wo: QMatrix,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: QMatrix,
+    pub w_up: QMatrix,
+    pub w_down: QMatrix,
+}
+
+pub struct Model {
+    pub config: Config,
+    pub embed: QMatrix,
+    pub layers: Vec<Layer>,
+    pub norm: Vec<f32>,
+    pub output: QMatrix,
+}
+
+fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + eps;
+    let s = 1.0 / ss.sqrt();
+    for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * s * g;
+    }
+}
+
+fn rope(x: &mut [f32], pos: usize, head_dim: usize, theta: f32) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for i in (0..head_dim).step_by(2) {
+            let freq = 1.0 / theta.powf(i as f32 / head_dim as f32);
+            let (s, c) = (pos as f32 * freq).sin_cos();
+            let (a, b) = (head[i], head[i + 1]);
+            head[i] = a * c - b * s;
+            head[i + 1] = a * s + b * c;
+        }
+    }
+}
+
+fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
+    if let Some(b) = b {
+        for (v, bb) in x.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Which plain cache to allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheKind {
+    F32,
+    F16,
+}
+
+impl Model {
+    pub fn kv_shape(&self, max_seq: usize) -> KvShape {
+        let c = &self.config;
+        KvShape { n_layers: c.n_layers, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim(), max_seq }
+    }
+
+    pub fn new_cache(&self, kind: CacheKind, max_seq: usize) -> Box<dyn KvCache> {
+        match kind {
+            CacheKind::F32 => Box::new(F32Cache::new(self.kv_shape(max_seq))),
+            CacheKind::F16 => Box::new(F16Cache::new(self.kv_shape(max_seq))),
+        }
+    }
+
+    fn check_token(&self, t: u32) -> Result<()> {
+        if (t as usize) < self.config.vocab {
+            Ok(())
+        } else {
+            Err(EngineError::BadToken { id: t, vocab: self.config.vocab })
+        }
+    }
+
+    /// Run `tokens` at positions pos0.. through the model, filling the
+    /// cache; returns logits for every token (`all_logits`) or the last.
+    pub fn forward(&self, tokens: &[u32], pos0: usize, cache: &mut dyn KvCache, all_logits: bool) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = tokens.len();
+        for &t in tokens {
+            self.check_token(t)?;
+        }
+        let (dim, hd, kvd) = (c.dim, c.head_dim(), c.kv_dim());
+        let mut x = vec![0f32; n * dim];
+        for (i, &t) in tokens.iter().enumerate() {
+            self.embed.row_f32(t as usize, &mut x[i * dim..(i + 1) * dim]);
+        }
+        let mut xb = vec![0f32; n * dim];
+        let mut q = vec![0f32; n * dim];
+        let mut k = vec![0f32; n * kvd];
+        let mut v = vec![0f32; n * kvd];
+        let mut att = vec![0f32; n * dim];
+        let mut proj = vec![0f32; n * dim];
+        let mut gate = vec![0f32; n * c.hidden];
+        let mut up = vec![0f32; n * c.hidden];
+        let mm = |w: &QMatrix, input: &[f32], out: &mut [f32]| {
+            if n == 1 {
+                w.matvec(input, out)
+            } else {
+                w.matmul(input, n, out)
+            }
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            for i in 0..n {
+                rmsnorm(&x[i * dim..(i + 1) * dim], &layer.attn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
+            }
+            mm(&layer.wq, &xb, &mut q);
+            mm(&layer.wk, &xb, &mut k);
+            mm(&layer.wv, &xb, &mut v);
+            for i in 0..n {
+                let (qi, ki, vi) = (&mut q[i * dim..(i + 1) * dim], &mut k[i * kvd..(i + 1) * kvd], &mut v[i * kvd..(i + 1) * kvd]);
+                add_bias(qi, &layer.bias_q);
+                add_bias(ki, &layer.bias_k);
+                add_bias(vi, &layer.bias_v);
+                rope(qi, pos0 + i, hd, c.rope_theta);
+                rope(ki, pos0 + i, hd, c.rope_theta);
+                cache.store(l, pos0 + i, ki, vi);
+            }
+            for i in 0..n {
+                cache.attend(l, pos0 + i, &q[i * dim..(i + 1) * dim], &mut att[i * dim..(i + 1) * dim]);
+            }
+            mm(&layer.wo, &att, &mut proj);
+            for (a, b) in x.iter_mut().zip(&proj) {
+                *a += b;
+            }
+            for i in 0..n {
+                rmsnorm(&x[i * dim..(i + 1) * dim], &layer.ffn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
+            }
+            mm(&layer.w_gate, &xb, &mut gate);
+            mm(&layer.w_up, &xb, &mut up);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = silu(*g) * u;
+            }
+            mm(&layer.w_down, &gate, &mut proj);
+            for (a, b) in x.iter_mut().zip(&proj) {
+                *a += b;
+            }
+        }
+        let rows: Vec<usize> = if all_logits { (0..n).collect() } else { vec![n - 1] };
+        let mut h = vec![0f32; rows.len() * dim];
+        for (j, &i) in rows.iter().enumerate() {
+            rmsnorm(&x[i * dim..(i + 1) * dim], &self.norm, c.rms_eps, &mut h[j * dim..(j + 1) * dim]);
+        }
+        let mut logits = vec![0f32; rows.len() * c.vocab];
+        if rows.len() == 1 {
+            self.output.matvec(&h, &mut logits);
+        } else {
+            self.output.matmul(&h, rows.len(), &mut logits);
+        }
+        Ok(logits)
+    }
+}
