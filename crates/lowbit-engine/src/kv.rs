@@ -13,6 +13,8 @@ pub trait KvCache: Send + Sync {
     fn attend(&self, layer: usize, pos: usize, q: &[f32], out: &mut [f32]);
     /// Bytes held for `tokens` positions across all layers.
     fn bytes_for(&self, tokens: usize) -> usize;
+    /// Positions the cache can hold.
+    fn capacity(&self) -> usize;
 }
 
 /// Geometry shared by the caches.
@@ -87,7 +89,7 @@ impl<T: Elem> KvCache for DenseCache<T> {
         let group = s.n_heads / s.n_kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let (keys, vals) = (&self.k[layer], &self.v[layer]);
-        out.par_chunks_mut(hd).enumerate().for_each(|(h, o)| {
+        let head = |(h, o): (usize, &mut [f32])| {
             let qh = &q[h * hd..(h + 1) * hd];
             let kvh = h / group;
             let mut scores: Vec<f32> = (0..=pos)
@@ -110,10 +112,20 @@ impl<T: Elem> KvCache for DenseCache<T> {
                     *oi += w * vi.to_f32();
                 }
             }
-        });
+        };
+        // Split heads over threads only when each head has real work.
+        if pos >= 256 {
+            out.par_chunks_mut(hd).enumerate().for_each(head);
+        } else {
+            out.chunks_mut(hd).enumerate().for_each(head);
+        }
     }
 
     fn bytes_for(&self, tokens: usize) -> usize {
         2 * self.shape.n_layers * tokens * self.shape.kv_dim() * std::mem::size_of::<T>()
+    }
+
+    fn capacity(&self) -> usize {
+        self.shape.max_seq
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod kv;
 pub mod llama2c;
 pub mod matrix;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::kv::{F16Cache, F32Cache, KvCache, KvShape};
 use crate::matrix::QMatrix;
+use rayon::prelude::*;
 
 pub struct Layer {
     pub attn_norm: Vec<f32>,
@@ -96,6 +97,12 @@ impl Model {
     pub fn forward(&self, tokens: &[u32], pos0: usize, cache: &mut dyn KvCache, all_logits: bool) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
+        if n == 0 {
+            return Err(EngineError::Tokenizer("no tokens to run".into()));
+        }
+        if pos0 + n > cache.capacity() {
+            return Err(EngineError::ContextOverflow { tokens: pos0 + n, ctx: cache.capacity() });
+        }
         for &t in tokens {
             self.check_token(t)?;
         }
@@ -135,9 +142,8 @@ impl Model {
                 rope(ki, pos0 + i, hd, c.rope_theta);
                 cache.store(l, pos0 + i, ki, vi);
             }
-            for i in 0..n {
-                cache.attend(l, pos0 + i, &q[i * dim..(i + 1) * dim], &mut att[i * dim..(i + 1) * dim]);
-            }
+            let shared: &dyn KvCache = &*cache;
+            att.par_chunks_mut(dim).enumerate().for_each(|(i, o)| shared.attend(l, pos0 + i, &q[i * dim..(i + 1) * dim], o));
             mm(&layer.wo, &att, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;

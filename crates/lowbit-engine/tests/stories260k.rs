@@ -43,3 +43,36 @@ fn greedy_continuation_matches_llama2c_reference() {
     assert!(text.starts_with("Once upon a time, there was a little girl named Lily."), "{text}");
     assert!(text.ends_with("Lily's mom said"), "{text}");
 }
+
+/// The published loss (≈ 1.30) holds on the first 400 stories of the file
+/// (all plain ASCII): measured 1.334. Stories 400–999 are of a different
+/// style and carry non-ASCII punctuation this 512-token vocabulary spells
+/// byte by byte; there the model's NLL is 1.4–1.6 (ASCII stories) and
+/// 2.5–2.9 (the others), giving 1.518 over the whole file. The forward pass
+/// itself is pinned exactly by the greedy reference above. Both figures are
+/// asserted so a regression in either shows.
+#[test]
+fn validation_nll() {
+    let Some((model, tok)) = load() else { return };
+    let text = match lowbit_assets::data_file("text/tinystories-valid-1000.txt") {
+        Ok(p) => std::fs::read_to_string(p).unwrap(),
+        Err(e) => return eprintln!("SKIPPED: {e}"),
+    };
+    let docs: Vec<Vec<u32>> = text
+        .split("<|endoftext|>")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| tok.encode(s, true).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 1000);
+    let ctx = model.config.max_seq;
+    let nll = |d: &[Vec<u32>]| {
+        lowbit_engine::eval::documents_nll(&model, d, ctx, tok.bos(), &|| model.new_cache(CacheKind::F32, ctx)).unwrap()
+    };
+    let (head, n_head) = nll(&docs[..400]);
+    let (rest, n_rest) = nll(&docs[400..]);
+    let all = (head * n_head as f64 + rest * n_rest as f64) / (n_head + n_rest) as f64;
+    eprintln!("stories260K mean NLL: first 400 stories {head:.4} ({n_head} tokens), all 1000 {all:.4} ({} tokens)", n_head + n_rest);
+    assert!((head - 1.30).abs() / 1.30 <= 0.03, "first 400 stories: {head}");
+    assert!((all - 1.518).abs() / 1.518 <= 0.01, "whole file: {all}");
+}

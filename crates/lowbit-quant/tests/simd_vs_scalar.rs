@@ -169,3 +169,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn f32_bytes_dot_matches(n in 0usize..200, off in 0usize..4, seed in any::<u64>()) {
+        let x = vecs(n, seed);
+        let w = vecs(n, seed ^ 3);
+        let mut bytes = vec![0u8; off];
+        for v in &w {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let want = simd::dot_f32_bytes_at(Level::Scalar, &bytes[off..], &x);
+        let scale: f32 = x.iter().zip(&w).map(|(a, b)| (a * b).abs()).sum();
+        for l in levels() {
+            let got = simd::dot_f32_bytes_at(l, &bytes[off..], &x);
+            prop_assert!(close(got, want, scale), "{:?} {} vs {}", l, got, want);
+        }
+    }
+}

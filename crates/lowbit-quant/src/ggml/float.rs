@@ -5,6 +5,13 @@ use crate::codec::Codec;
 
 macro_rules! float_codec {
     ($name:ident, $bytes:expr, $get:ident, $put:ident) => {
+        float_codec!($name, $bytes, $get, $put, |codes: &[u8], x: &[f32]| x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| $get(codes, $bytes * i) * v)
+            .sum());
+    };
+    ($name:ident, $bytes:expr, $get:ident, $put:ident, $dot:expr) => {
         pub struct $name;
         impl Codec for $name {
             fn block_elems(&self) -> usize {
@@ -24,12 +31,12 @@ macro_rules! float_codec {
                 }
             }
             fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
-                x.iter().enumerate().map(|(i, v)| $get(codes, $bytes * i) * v).sum()
+                ($dot)(codes, x)
             }
         }
     };
 }
 
-float_codec!(F32, 4, get_f32, put_f32);
+float_codec!(F32, 4, get_f32, put_f32, crate::simd::dot_f32_bytes);
 float_codec!(F16, 2, get_f16, put_f16);
 float_codec!(Bf16, 2, get_bf16, put_bf16);

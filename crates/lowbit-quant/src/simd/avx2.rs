@@ -273,3 +273,21 @@ pub unsafe fn dot_q4k_f32(codes: &[u8], x: &[f32]) -> f32 {
     }
     hsum_ps(acc)
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(codes.len() / 4);
+    let p = codes.as_ptr() as *const f32;
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + 16 <= n {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(x.as_ptr().add(i)), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(i + 8)), _mm256_loadu_ps(x.as_ptr().add(i + 8)), a1);
+        i += 16;
+    }
+    let mut sum = hsum_ps(_mm256_add_ps(a0, a1));
+    for j in i..n {
+        sum += std::ptr::read_unaligned(p.add(j)) * x[j];
+    }
+    sum
+}

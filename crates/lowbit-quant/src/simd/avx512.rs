@@ -267,3 +267,21 @@ pub unsafe fn dot_q4k_f32(codes: &[u8], x: &[f32]) -> f32 {
     }
     _mm512_reduce_add_ps(acc)
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(codes.len() / 4);
+    let p = codes.as_ptr() as *const f32;
+    let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    while i + 32 <= n {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(i)), _mm512_loadu_ps(x.as_ptr().add(i)), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(i + 16)), _mm512_loadu_ps(x.as_ptr().add(i + 16)), a1);
+        i += 32;
+    }
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if i < n {
+        sum += super::avx2::dot_f32_bytes(&codes[4 * i..], &x[i..]);
+    }
+    sum
+}

@@ -161,3 +161,13 @@ dispatch!(
     /// Q4_K · f32.
     dot_q4k_f32, dot_q4k_f32_at, (codes: &[u8], x: &[f32]) -> f32, dot_q4k_f32_ref
 );
+
+/// Scalar reference: little-endian f32 bytes · f32.
+pub fn dot_f32_bytes_ref(codes: &[u8], x: &[f32]) -> f32 {
+    codes.chunks_exact(4).zip(x).map(|(c, v)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * v).sum()
+}
+
+dispatch!(
+    /// Stored f32 (little-endian bytes, any alignment) · f32.
+    dot_f32_bytes, dot_f32_bytes_at, (codes: &[u8], x: &[f32]) -> f32, dot_f32_bytes_ref
+);
