@@ -12,6 +12,9 @@ pub struct Config {
     pub max_seq: usize,
     pub rope_theta: f32,
     pub rms_eps: f32,
+    /// RoPE on the two halves of each head (GPT-NeoX / Qwen2 layout)
+    /// instead of adjacent pairs (llama / llama2.c layout).
+    pub rope_neox: bool,
 }
 
 impl Config {

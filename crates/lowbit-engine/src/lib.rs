@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod gguf;
 pub mod kv;
 pub mod llama2c;
 pub mod matrix;

@@ -37,6 +37,7 @@ pub fn load_as(path: &Path, format: Option<&Format>) -> Result<Model> {
         max_seq: h[6] as usize,
         rope_theta: 10000.0,
         rms_eps: 1e-5,
+        rope_neox: false,
     };
     let c = &config;
     let floats: Vec<f32> = bytes[28..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

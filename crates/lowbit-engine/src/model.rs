@@ -40,14 +40,18 @@ fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-fn rope(x: &mut [f32], pos: usize, head_dim: usize, theta: f32) {
+/// Rotate each head: pair j (of head_dim/2) turns by pos·theta^(−2j/head_dim).
+/// Pairs are (2j, 2j+1), or (j, j + head_dim/2) in the NeoX layout.
+fn rope(x: &mut [f32], pos: usize, head_dim: usize, theta: f32, neox: bool) {
+    let half = head_dim / 2;
     for head in x.chunks_exact_mut(head_dim) {
-        for i in (0..head_dim).step_by(2) {
-            let freq = 1.0 / theta.powf(i as f32 / head_dim as f32);
+        for j in 0..half {
+            let freq = 1.0 / theta.powf((2 * j) as f32 / head_dim as f32);
             let (s, c) = (pos as f32 * freq).sin_cos();
-            let (a, b) = (head[i], head[i + 1]);
-            head[i] = a * c - b * s;
-            head[i + 1] = a * s + b * c;
+            let (ia, ib) = if neox { (j, j + half) } else { (2 * j, 2 * j + 1) };
+            let (a, b) = (head[ia], head[ib]);
+            head[ia] = a * c - b * s;
+            head[ib] = a * s + b * c;
         }
     }
 }
@@ -138,8 +142,8 @@ impl Model {
                 add_bias(qi, &layer.bias_q);
                 add_bias(ki, &layer.bias_k);
                 add_bias(vi, &layer.bias_v);
-                rope(qi, pos0 + i, hd, c.rope_theta);
-                rope(ki, pos0 + i, hd, c.rope_theta);
+                rope(qi, pos0 + i, hd, c.rope_theta, c.rope_neox);
+                rope(ki, pos0 + i, hd, c.rope_theta, c.rope_neox);
                 cache.store(l, pos0 + i, ki, vi);
             }
             let shared: &dyn KvCache = &*cache;

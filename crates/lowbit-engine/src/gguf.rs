@@ -1,0 +1,152 @@
+//! GGUF v2/v3 models of the Llama family (llama / SmolLM2, mistral, qwen2),
+//! memory-mapped, every weight kept in its stored ggml format. The header is
+//! read with candle-core's GGUF reader; tensor bytes are borrowed straight
+//! from the map after their ranges are checked against the file size.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use lowbit_quant::Format;
+use memmap2::Mmap;
+
+use crate::config::Config;
+use crate::error::{malformed, EngineError, Result};
+use crate::matrix::{Bytes, QMatrix};
+use crate::model::{Layer, Model};
+use crate::tokenizer::{hf, Tokenizer};
+
+pub struct GgufModel {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<String>,
+    pub metadata: HashMap<String, Value>,
+}
+
+const ARCHS: [&str; 3] = ["llama", "mistral", "qwen2"];
+
+/// ggml type name → lowbit spec.
+fn spec_of(dtype: candle_core::quantized::GgmlDType) -> String {
+    let s = format!("{dtype:?}").to_ascii_lowercase();
+    match s.strip_suffix('k') {
+        Some(base) if base.starts_with('q') => format!("{base}_k"),
+        _ => s,
+    }
+}
+
+pub fn load(path: &Path) -> Result<GgufModel> {
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only; lowbit never writes model files in place.
+    let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?);
+    if map.len() < 8 || &map[..4] != b"GGUF" {
+        return Err(malformed(path, "not a GGUF file (bad magic)"));
+    }
+    let content = Content::read(&mut std::io::Cursor::new(&map[..])).map_err(|e| malformed(path, e.to_string()))?;
+    let md = &content.metadata;
+    let get = |k: &str| md.get(k);
+    let arch = get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+    if !ARCHS.contains(&arch.as_str()) {
+        return Err(EngineError::UnsupportedArch { path: path.to_path_buf(), arch });
+    }
+    let num = |k: &str| -> Result<u64> {
+        let v = get(&format!("{arch}.{k}")).ok_or_else(|| malformed(path, format!("metadata `{arch}.{k}` is missing")))?;
+        v.to_u64().or_else(|_| v.to_u32().map(u64::from)).map_err(|e| malformed(path, format!("`{arch}.{k}`: {e}")))
+    };
+    let fnum = |k: &str, default: f32| get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok()).unwrap_or(default);
+
+    let tensor = |name: &str| -> Result<(Format, Vec<usize>, Bytes)> {
+        let info = content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor { path: path.to_path_buf(), name: name.to_string() })?;
+        let spec = spec_of(info.ggml_dtype);
+        let format = Format::parse(&spec).map_err(|_| EngineError::UnsupportedDtype {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            dtype: spec.clone(),
+        })?;
+        let dims = info.shape.dims().to_vec();
+        let elems: usize = dims.iter().product();
+        let len = format.encoded_len(elems)?;
+        let start = (content.tensor_data_offset + info.offset) as usize;
+        if start.checked_add(len).is_none_or(|end| end > map.len()) {
+            return Err(malformed(path, format!("tensor `{name}` runs past the end of the file ({} bytes): truncated?", map.len())));
+        }
+        Ok((format, dims, Bytes::Mapped(map.clone(), start..start + len)))
+    };
+    let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix> {
+        let (format, dims, bytes) = tensor(name)?;
+        if dims != [rows, cols] {
+            return Err(EngineError::BadShape { path: path.to_path_buf(), name: name.into(), got: dims, expected: vec![rows, cols] });
+        }
+        Ok(QMatrix::new(format, rows, cols, bytes)?)
+    };
+    let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
+        let (format, dims, bytes) = tensor(name)?;
+        if dims.iter().product::<usize>() != n {
+            return Err(EngineError::BadShape { path: path.to_path_buf(), name: name.into(), got: dims, expected: vec![n] });
+        }
+        Ok(format.decode(bytes.as_slice(), n)?)
+    };
+    let optional = |name: &str, n: usize| -> Result<Option<Vec<f32>>> {
+        if content.tensor_infos.contains_key(name) {
+            vector(name, n).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+
+    let dim = num("embedding_length")? as usize;
+    let n_heads = num("attention.head_count")? as usize;
+    let n_kv_heads = num("attention.head_count_kv").unwrap_or(n_heads as u64) as usize;
+    if n_heads == 0 || dim % n_heads != 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        return Err(malformed(path, format!("inconsistent heads: dim {dim}, {n_heads} heads, {n_kv_heads} kv heads")));
+    }
+    let embed_info = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| EngineError::MissingTensor { path: path.to_path_buf(), name: "token_embd.weight".into() })?;
+    let vocab = embed_info.shape.dims()[0];
+    let config = Config {
+        dim,
+        hidden: num("feed_forward_length")? as usize,
+        n_layers: num("block_count")? as usize,
+        n_heads,
+        n_kv_heads,
+        vocab,
+        max_seq: num("context_length")? as usize,
+        rope_theta: fnum("rope.freq_base", 10000.0),
+        rms_eps: fnum("attention.layer_norm_rms_epsilon", 1e-5),
+        rope_neox: arch == "qwen2",
+    };
+    let (kvd, hid) = (config.kv_dim(), config.hidden);
+    let mut layers = Vec::with_capacity(config.n_layers);
+    for l in 0..config.n_layers {
+        let n = |s: &str| format!("blk.{l}.{s}");
+        layers.push(Layer {
+            attn_norm: vector(&n("attn_norm.weight"), dim)?,
+            wq: matrix(&n("attn_q.weight"), dim, dim)?,
+            wk: matrix(&n("attn_k.weight"), kvd, dim)?,
+            wv: matrix(&n("attn_v.weight"), kvd, dim)?,
+            bias_q: optional(&n("attn_q.bias"), dim)?,
+            bias_k: optional(&n("attn_k.bias"), kvd)?,
+            bias_v: optional(&n("attn_v.bias"), kvd)?,
+            wo: matrix(&n("attn_output.weight"), dim, dim)?,
+            ffn_norm: vector(&n("ffn_norm.weight"), dim)?,
+            w_gate: matrix(&n("ffn_gate.weight"), hid, dim)?,
+            w_up: matrix(&n("ffn_up.weight"), hid, dim)?,
+            w_down: matrix(&n("ffn_down.weight"), dim, hid)?,
+        });
+    }
+    let embed = matrix("token_embd.weight", vocab, dim)?;
+    let output = if content.tensor_infos.contains_key("output.weight") { matrix("output.weight", vocab, dim)? } else { embed.clone() };
+    let model = Model { config, embed, layers, norm: vector("output_norm.weight", dim)?, output };
+    let tokenizer = hf::from_gguf(md).map_err(|e| match e {
+        EngineError::Tokenizer(m) => malformed(path, format!("tokenizer: {m}")),
+        e => e,
+    })?;
+    let chat_template = get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+    Ok(GgufModel { model, tokenizer: Tokenizer::Hf(tokenizer), chat_template, metadata: content.metadata })
+}
