@@ -3,6 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench_model;
+mod eval;
+mod generate;
+mod model_args;
 mod quant_bench;
 mod real_weights;
 mod timing;
@@ -21,11 +25,21 @@ enum Cmd {
     QuantBench(quant_bench::Args),
     /// List the format table: spec syntax, presets, bits per element.
     Formats,
+    /// Generate text from a prompt (default model: SmolLM2-135M-Instruct).
+    Generate(generate::Args),
+    /// Measure a model's quality.
+    #[command(subcommand)]
+    Eval(eval::Cmd),
+    /// Prefill and decode speed of a model.
+    Bench(bench_model::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::QuantBench(a) => quant_bench::run(a),
+        Cmd::Generate(a) => generate::run(a),
+        Cmd::Eval(c) => eval::run(c),
+        Cmd::Bench(a) => bench_model::run(a),
         Cmd::Formats => {
             println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
             for row in lowbit_quant::FORMATS {

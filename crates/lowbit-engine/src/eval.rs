@@ -60,9 +60,9 @@ pub fn perplexity(
     max_chunks: Option<usize>,
     bos: Option<u32>,
     new_cache: &dyn Fn() -> Box<dyn KvCache>,
-    mut on_chunk: impl FnMut(usize, &[f32]) -> Result<()>,
+    mut on_chunk: impl FnMut(usize, &[f32], &[u32]) -> Result<()>,
 ) -> Result<PplReport> {
-    if ctx < 4 || ctx > model.config.max_seq.max(ctx.min(model.config.max_seq)) {
+    if ctx < 4 || ctx > model.config.max_seq {
         return Err(EngineError::ContextOverflow { tokens: ctx, ctx: model.config.max_seq });
     }
     let available = tokens.len() / ctx;
@@ -87,7 +87,7 @@ pub fn perplexity(
             total += nll(row, tokens[i * ctx + first + j + 1]);
             count += 1;
         }
-        on_chunk(i, scored)?;
+        on_chunk(i, scored, &tokens[i * ctx + first + 1..(i + 1) * ctx])?;
         rep.running.push((total / count as f64).exp());
     }
     rep.scored_tokens = count;

@@ -4,12 +4,16 @@
 //!
 //! Knows models, tokenizers and caches; knows nothing about command lines.
 
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod gguf;
 pub mod kv;
 pub mod llama2c;
+pub mod loader;
+pub mod logits_file;
 pub mod matrix;
 pub mod model;
 pub mod sample;

