@@ -231,10 +231,12 @@ impl Format {
     }
 }
 
-/// The [`Format`] of an activation type.
+/// The [`Format`] of an activation type (built once).
 pub fn act_format(a: Activation) -> Format {
+    static Q8_0: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+    static Q8K: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
     match a {
-        Activation::Q8_0 => Format::parse("q8_0").expect("q8_0 is in the table"),
-        Activation::Q8K => Format::parse("q8_k").expect("q8_k is in the table"),
+        Activation::Q8_0 => Q8_0.get_or_init(|| Format::parse("q8_0").expect("q8_0 is in the table")).clone(),
+        Activation::Q8K => Q8K.get_or_init(|| Format::parse("q8_k").expect("q8_k is in the table")).clone(),
     }
 }

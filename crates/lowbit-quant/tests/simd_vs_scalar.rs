@@ -187,3 +187,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn q4_1_dot_matches(blocks in 1usize..40, seed in any::<u64>()) {
+        let f = Format::parse("q4_1").unwrap();
+        let n = 32 * blocks;
+        let x = vecs(n, seed);
+        let a = vecs(n, seed ^ 1);
+        let (codes, act) = (f.encode(&x).unwrap(), f.quantize_activation(&a).unwrap());
+        let want = simd::dot_q4_1_q8_0_at(Level::Scalar, &codes, &act);
+        let scale: f32 = x.iter().zip(&a).map(|(p, q)| (p * q).abs()).sum();
+        for l in levels() {
+            let got = simd::dot_q4_1_q8_0_at(l, &codes, &act);
+            prop_assert!(close(got, want, scale), "{:?} {} vs {}", l, got, want);
+        }
+    }
+}

@@ -118,18 +118,23 @@ impl Codec for Q4_1 {
         Some(Activation::Q8_0)
     }
     fn dot_q8(&self, codes: &[u8], act: &[u8]) -> f32 {
-        let mut sum = 0f32;
-        for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(34)) {
-            let mut s = 0i32;
-            for j in 0..16 {
-                s += (b[4 + j] & 0xF) as i32 * y[2 + j] as i8 as i32;
-                s += (b[4 + j] >> 4) as i32 * y[18 + j] as i8 as i32;
-            }
-            let dy = get_f16(y, 0);
-            sum += s as f32 * get_f16(b, 0) * dy + get_f16(b, 2) * dy * q8_sum(y) as f32;
-        }
-        sum
+        simd::dot_q4_1_q8_0(codes, act)
     }
+}
+
+/// Scalar reference: Q4_1 · Q8_0 (the min term uses the activation's block sum).
+pub fn dot_q4_1_q8_0_ref(codes: &[u8], act: &[u8]) -> f32 {
+    let mut sum = 0f32;
+    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(34)) {
+        let mut s = 0i32;
+        for j in 0..16 {
+            s += (b[4 + j] & 0xF) as i32 * y[2 + j] as i8 as i32;
+            s += (b[4 + j] >> 4) as i32 * y[18 + j] as i8 as i32;
+        }
+        let dy = get_f16(y, 0);
+        sum += s as f32 * get_f16(b, 0) * dy + get_f16(b, 2) * dy * q8_sum(y) as f32;
+    }
+    sum
 }
 
 #[inline(always)]

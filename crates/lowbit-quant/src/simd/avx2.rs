@@ -23,6 +23,15 @@ pub unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// Two adjacent f16 values at `at` (lanes 0 and 1). Loading 32 bits lets
+/// the compiler use a zeroing `movd`; a 16-bit value gets inserted into a
+/// live register instead, chaining each block onto the last.
+#[inline(always)]
+unsafe fn f16x2_at(b: &[u8], at: usize) -> __m128 {
+    let bits = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
 /// Butterflies for h = 1, 2, 4 inside one 8-lane register.
 #[inline(always)]
 unsafe fn fwht8(x: __m256) -> __m256 {
@@ -110,7 +119,8 @@ pub unsafe fn dot_q8_0_q8_0(codes: &[u8], act: &[u8]) -> f32 {
         let x = _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i);
         let q = _mm256_loadu_si256(y.as_ptr().add(2) as *const __m256i);
         let s = _mm256_cvtepi32_ps(dot_i8x32(x, q));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * f16_at(y, 0)), s, acc);
+        let d = _mm_mul_ss(f16x2_at(b, 0), f16x2_at(y, 0));
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc);
     }
     hsum_ps(acc)
 }
@@ -290,4 +300,26 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
         sum += std::ptr::read_unaligned(p.add(j)) * x[j];
     }
     sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4_1_q8_0(codes: &[u8], act: &[u8]) -> f32 {
+    let m4 = _mm_set1_epi8(0xF);
+    let ones8 = _mm256_set1_epi8(1);
+    let ones16 = _mm256_set1_epi16(1);
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(34)) {
+        let raw = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
+        let lo = _mm_and_si128(raw, m4);
+        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        let q = _mm256_set_m128i(hi, lo);
+        let yv = _mm256_loadu_si256(y.as_ptr().add(2) as *const __m256i);
+        let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), ones16);
+        let ysum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16);
+        // (d·dy, m·dy) from one conversion of the (d, m) pair.
+        let s = _mm_mul_ps(f16x2_at(b, 0), _mm_broadcastss_ps(f16x2_at(y, 0)));
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot), acc);
+        acc_m = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), _mm256_cvtepi32_ps(ysum), acc_m);
+    }
+    hsum_ps(_mm256_add_ps(acc, acc_m))
 }

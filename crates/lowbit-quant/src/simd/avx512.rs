@@ -285,3 +285,9 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
     }
     sum
 }
+
+/// The 32-element blocks are too small to fill 512-bit registers without
+/// gathers; the AVX2 kernel is used.
+pub unsafe fn dot_q4_1_q8_0(codes: &[u8], act: &[u8]) -> f32 {
+    super::avx2::dot_q4_1_q8_0(codes, act)
+}

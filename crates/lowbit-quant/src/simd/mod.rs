@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use crate::ggml::legacy::{dequant_q8_0_ref, dot_q8_0_f32_ref, dot_q8_0_q8_0_ref};
+use crate::ggml::legacy::{dequant_q8_0_ref, dot_q4_1_q8_0_ref, dot_q8_0_f32_ref, dot_q8_0_q8_0_ref};
 use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_f32_ref, dot_q4k_q8k_ref};
 use crate::rot::rht::fwht_ref;
 
@@ -170,4 +170,8 @@ pub fn dot_f32_bytes_ref(codes: &[u8], x: &[f32]) -> f32 {
 dispatch!(
     /// Stored f32 (little-endian bytes, any alignment) · f32.
     dot_f32_bytes, dot_f32_bytes_at, (codes: &[u8], x: &[f32]) -> f32, dot_f32_bytes_ref
+);
+dispatch!(
+    /// Q4_1 · Q8_0.
+    dot_q4_1_q8_0, dot_q4_1_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4_1_q8_0_ref
 );
