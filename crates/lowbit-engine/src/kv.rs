@@ -3,6 +3,7 @@
 //! compressed cache can score keys on its own representation.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 pub trait KvCache: Send + Sync {
@@ -36,23 +37,38 @@ impl KvShape {
 /// Element storage of a plain cache.
 pub trait Elem: Copy + Send + Sync + Default {
     fn from_f32(v: f32) -> Self;
-    fn to_f32(self) -> f32;
+    /// Widen a row (vectorized for f16 through `half`'s F16C path).
+    fn widen(src: &[Self], dst: &mut [f32]);
 }
 impl Elem for f32 {
     fn from_f32(v: f32) -> Self {
         v
     }
-    fn to_f32(self) -> f32 {
-        self
+    fn widen(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src)
     }
 }
 impl Elem for f16 {
     fn from_f32(v: f32) -> Self {
         f16::from_f32(v)
     }
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+    fn widen(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst)
     }
+}
+
+/// Dot product written with eight independent lanes so it vectorizes.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// A dense cache: keys and values per layer, position-major.
@@ -92,10 +108,11 @@ impl<T: Elem> KvCache for DenseCache<T> {
         let head = |(h, o): (usize, &mut [f32])| {
             let qh = &q[h * hd..(h + 1) * hd];
             let kvh = h / group;
+            let mut row = vec![0f32; hd];
             let mut scores: Vec<f32> = (0..=pos)
                 .map(|t| {
-                    let k = &keys[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
-                    qh.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale
+                    T::widen(&keys[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd], &mut row);
+                    dot(qh, &row) * scale
                 })
                 .collect();
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -107,14 +124,14 @@ impl<T: Elem> KvCache for DenseCache<T> {
             o.fill(0.0);
             for (t, p) in scores.iter().enumerate() {
                 let w = p / sum;
-                let v = &vals[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd];
-                for (oi, vi) in o.iter_mut().zip(v) {
-                    *oi += w * vi.to_f32();
+                T::widen(&vals[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd], &mut row);
+                for (oi, vi) in o.iter_mut().zip(&row) {
+                    *oi += w * vi;
                 }
             }
         };
         // Split heads over threads only when each head has real work.
-        if pos >= 256 {
+        if pos >= 64 {
             out.par_chunks_mut(hd).enumerate().for_each(head);
         } else {
             out.chunks_mut(hd).enumerate().for_each(head);

@@ -35,8 +35,11 @@ pub struct QMatrix {
     data: Bytes,
 }
 
-/// Rows per rayon task: large enough that task overhead stays small.
-const ROWS_PER_TASK: usize = 16;
+/// Rows per rayon task: a few tasks per thread (for balance), never tiny
+/// ones (task hand-off costs more than a short row).
+fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(4 * rayon::current_num_threads()).max(16)
+}
 
 impl QMatrix {
     pub fn new(format: Format, rows: usize, cols: usize, data: Bytes) -> Result<Self> {
@@ -71,19 +74,20 @@ impl QMatrix {
     /// out = W·x for one vector.
     pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
         let codec = self.format.codec();
+        let per = rows_per_task(self.rows);
         match self.format.activation() {
             Some(_) => {
                 let act = self.format.quantize_activation(x).expect("activation length matches cols");
-                out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, o)| {
+                out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
                     for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_q8(self.row(t * ROWS_PER_TASK + i), &act);
+                        *v = codec.dot_q8(self.row(t * per + i), &act);
                     }
                 });
             }
             None => {
-                out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, o)| {
+                out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
                     for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_f32(self.row(t * ROWS_PER_TASK + i), x);
+                        *v = codec.dot_f32(self.row(t * per + i), x);
                     }
                 });
             }
@@ -100,8 +104,9 @@ impl QMatrix {
         });
         // Work on row blocks; write out[t*r + row].
         let mut tmp = vec![0f32; n * r];
-        tmp.par_chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(|(task, o)| {
-            let row0 = task * ROWS_PER_TASK;
+        let per = rows_per_task(r);
+        tmp.par_chunks_mut(per * n).enumerate().for_each(|(task, o)| {
+            let row0 = task * per;
             let rows = o.len() / n;
             for i in 0..rows {
                 let w = self.row(row0 + i);
