@@ -16,6 +16,12 @@ pub trait KvCache: Send + Sync {
     fn bytes_for(&self, tokens: usize) -> usize;
     /// Positions the cache can hold.
     fn capacity(&self) -> usize;
+    /// Attention of `n` consecutive queries at positions pos0..pos0+n
+    /// (prefill). The default answers each with [`KvCache::attend`].
+    fn attend_batch(&self, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+        let w = q.len() / n;
+        out.par_chunks_mut(w).enumerate().for_each(|(i, o)| self.attend(layer, pos0 + i, &q[i * w..(i + 1) * w], o));
+    }
 }
 
 /// Geometry shared by the caches.
@@ -57,18 +63,35 @@ impl Elem for f16 {
     }
 }
 
-/// Dot product written with eight independent lanes so it vectorizes.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// One query's attention over f32 key/value rows 0..=pos (kv_dim each).
+fn attend_rows(s: &KvShape, keys: &[f32], vals: &[f32], pos: usize, q: &[f32], out: &mut [f32], par_heads: bool) {
+    let (hd, kvd) = (s.head_dim, s.kv_dim());
+    let group = s.n_heads / s.n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let head = |(h, o): (usize, &mut [f32])| {
+        let qh = &q[h * hd..(h + 1) * hd];
+        let kvh = h / group;
+        let mut scores: Vec<f32> =
+            (0..=pos).map(|t| lowbit_quant::simd::dot_f32(qh, &keys[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd]) * scale).collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
         }
+        o.fill(0.0);
+        for (t, p) in scores.iter().enumerate() {
+            let w = p / sum;
+            for (oi, vi) in o.iter_mut().zip(&vals[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd]) {
+                *oi += w * vi;
+            }
+        }
+    };
+    if par_heads {
+        out.par_chunks_mut(hd).enumerate().for_each(head);
+    } else {
+        out.chunks_mut(hd).enumerate().for_each(head);
     }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// A dense cache: keys and values per layer, position-major.
@@ -88,6 +111,20 @@ impl<T: Elem> DenseCache<T> {
     }
 }
 
+impl<T: Elem> DenseCache<T> {
+    /// Keys and values of positions 0..len of `layer` as f32 (borrowed for
+    /// f32 storage would be nicer; one widening per call is cheap next to
+    /// the attention itself).
+    fn widened(&self, layer: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let d = self.shape.kv_dim();
+        let mut k = vec![0f32; len * d];
+        let mut v = vec![0f32; len * d];
+        T::widen(&self.k[layer][..len * d], &mut k);
+        T::widen(&self.v[layer][..len * d], &mut v);
+        (k, v)
+    }
+}
+
 impl<T: Elem> KvCache for DenseCache<T> {
     fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let d = self.shape.kv_dim();
@@ -100,42 +137,17 @@ impl<T: Elem> KvCache for DenseCache<T> {
     }
 
     fn attend(&self, layer: usize, pos: usize, q: &[f32], out: &mut [f32]) {
-        let s = self.shape;
-        let (hd, kvd) = (s.head_dim, s.kv_dim());
-        let group = s.n_heads / s.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let (keys, vals) = (&self.k[layer], &self.v[layer]);
-        let head = |(h, o): (usize, &mut [f32])| {
-            let qh = &q[h * hd..(h + 1) * hd];
-            let kvh = h / group;
-            let mut row = vec![0f32; hd];
-            let mut scores: Vec<f32> = (0..=pos)
-                .map(|t| {
-                    T::widen(&keys[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd], &mut row);
-                    dot(qh, &row) * scale
-                })
-                .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            o.fill(0.0);
-            for (t, p) in scores.iter().enumerate() {
-                let w = p / sum;
-                T::widen(&vals[t * kvd + kvh * hd..t * kvd + (kvh + 1) * hd], &mut row);
-                for (oi, vi) in o.iter_mut().zip(&row) {
-                    *oi += w * vi;
-                }
-            }
-        };
+        let (k, v) = self.widened(layer, pos + 1);
         // Split heads over threads only when each head has real work.
-        if pos >= 64 {
-            out.par_chunks_mut(hd).enumerate().for_each(head);
-        } else {
-            out.chunks_mut(hd).enumerate().for_each(head);
-        }
+        attend_rows(&self.shape, &k, &v, pos, q, out, pos >= 64);
+    }
+
+    fn attend_batch(&self, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+        let (k, v) = self.widened(layer, pos0 + n);
+        let w = q.len() / n;
+        out.par_chunks_mut(w)
+            .enumerate()
+            .for_each(|(i, o)| attend_rows(&self.shape, &k, &v, pos0 + i, &q[i * w..(i + 1) * w], o, false));
     }
 
     fn bytes_for(&self, tokens: usize) -> usize {

@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::kv::{F16Cache, F32Cache, KvCache, KvShape};
 use crate::matrix::QMatrix;
-use rayon::prelude::*;
 
 pub struct Layer {
     pub attn_norm: Vec<f32>,
@@ -76,6 +75,36 @@ pub enum CacheKind {
 }
 
 impl Model {
+    /// A copy with every matrix re-stored in `format` (e.g. `f32` for an
+    /// unquantized-activation reference, or a lower-bit format).
+    pub fn restored(&self, format: &lowbit_quant::Format) -> Result<Model> {
+        let re = |m: &QMatrix| -> Result<QMatrix> {
+            let mut w = vec![0f32; m.rows * m.cols];
+            for r in 0..m.rows {
+                m.row_f32(r, &mut w[r * m.cols..(r + 1) * m.cols]);
+            }
+            QMatrix::from_f32(format.clone(), m.rows, m.cols, &w)
+        };
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            layers.push(Layer {
+                attn_norm: l.attn_norm.clone(),
+                wq: re(&l.wq)?,
+                wk: re(&l.wk)?,
+                wv: re(&l.wv)?,
+                bias_q: l.bias_q.clone(),
+                bias_k: l.bias_k.clone(),
+                bias_v: l.bias_v.clone(),
+                wo: re(&l.wo)?,
+                ffn_norm: l.ffn_norm.clone(),
+                w_gate: re(&l.w_gate)?,
+                w_up: re(&l.w_up)?,
+                w_down: re(&l.w_down)?,
+            });
+        }
+        Ok(Model { config: self.config.clone(), embed: re(&self.embed)?, layers, norm: self.norm.clone(), output: re(&self.output)? })
+    }
+
     pub fn kv_shape(&self, max_seq: usize) -> KvShape {
         let c = &self.config;
         KvShape { n_layers: c.n_layers, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim(), max_seq }
@@ -146,8 +175,11 @@ impl Model {
                 rope(ki, pos0 + i, hd, c.rope_theta, c.rope_neox);
                 cache.store(l, pos0 + i, ki, vi);
             }
-            let shared: &dyn KvCache = &*cache;
-            att.par_chunks_mut(dim).enumerate().for_each(|(i, o)| shared.attend(l, pos0 + i, &q[i * dim..(i + 1) * dim], o));
+            if n == 1 {
+                cache.attend(l, pos0, &q, &mut att);
+            } else {
+                cache.attend_batch(l, pos0, n, &q, &mut att);
+            }
             mm(&layer.wo, &att, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;

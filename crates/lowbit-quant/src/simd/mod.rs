@@ -175,3 +175,11 @@ dispatch!(
     /// Q4_1 · Q8_0.
     dot_q4_1_q8_0, dot_q4_1_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4_1_q8_0_ref
 );
+
+/// f32 · f32 through the byte-level kernel (any alignment).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    // SAFETY: viewing initialized f32s as bytes is always sound (u8 has alignment 1).
+    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, 4 * n) };
+    dot_f32_bytes(bytes, &b[..n])
+}
