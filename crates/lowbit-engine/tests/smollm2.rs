@@ -50,3 +50,23 @@ fn greedy_capital_of_france() {
     eprintln!("The capital of France is{text}");
     assert!(text.contains("Paris"), "{text}");
 }
+
+/// llama.cpp (build 4748) gives PPL 27.97 on the first 10 windows of 512
+/// tokens of this file with this model (f16 KV cache).
+#[test]
+fn wikitext2_perplexity_first_10_chunks_matches_llama_cpp() {
+    let Some(g) = load() else { return };
+    let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
+        Ok(p) => std::fs::read(p).unwrap(),
+        Err(e) => return eprintln!("SKIPPED: {e}"),
+    };
+    let text = String::from_utf8_lossy(&text);
+    assert!(!g.tokenizer.adds_bos(), "SmolLM2's GGUF says add_bos_token = false");
+    let tokens = g.tokenizer.encode(&text, false).unwrap();
+    let m = &g.model;
+    let rep = lowbit_engine::eval::perplexity(m, &tokens, 512, Some(10), None, &|| m.new_cache(CacheKind::F16, 512), |_, _, _| Ok(()))
+        .unwrap();
+    eprintln!("SmolLM2 WikiText-2 ctx 512, 10 chunks: PPL {:.4} (llama.cpp 27.97)", rep.ppl);
+    assert_eq!(rep.scored_tokens, 10 * 255);
+    assert!((rep.ppl - 27.97).abs() / 27.97 < 0.01, "PPL {}", rep.ppl);
+}
