@@ -18,6 +18,10 @@ pub struct ModelArgs {
     /// KV cache: f16 (llama.cpp's default) or f32.
     #[arg(long, default_value = "f16")]
     pub kv: String,
+    /// Re-store every weight matrix in this format after loading (any spec
+    /// of `lowbit formats`, e.g. q8_0, q4_k, turbo4). Default: as stored.
+    #[arg(long)]
+    pub weights: Option<String>,
 }
 
 impl ModelArgs {
@@ -27,7 +31,13 @@ impl ModelArgs {
             None => lowbit_assets::smollm2_gguf().context("fetching the default model (SmolLM2-135M-Instruct)")?,
         };
         let t = std::time::Instant::now();
-        let l = loader::load(&path, self.tokenizer.as_deref()).with_context(|| format!("loading {}", path.display()))?;
+        let mut l = loader::load(&path, self.tokenizer.as_deref()).with_context(|| format!("loading {}", path.display()))?;
+        if let Some(spec) = &self.weights {
+            let f = lowbit_quant::Format::parse(spec)?;
+            l.model = l.model.restored(&f).with_context(|| format!("re-storing the weights as {spec}"))?;
+            l.weight_bytes = loader::weight_bytes(&l.model);
+            eprintln!("lowbit: weights re-stored as {}", f.name());
+        }
         eprintln!(
             "lowbit: loaded {} ({} layers, dim {}, {:.1} MiB of weights) in {:.2}s",
             path.display(),

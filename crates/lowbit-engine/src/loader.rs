@@ -15,7 +15,8 @@ pub struct Loaded {
     pub weight_bytes: usize,
 }
 
-fn weight_bytes(m: &Model) -> usize {
+/// Bytes of all weights as stored (a tied output matrix counted once).
+pub fn weight_bytes(m: &Model) -> usize {
     let mut b = m.embed.bytes() + m.norm.len() * 4;
     if !std::ptr::eq(m.output.row(0).as_ptr(), m.embed.row(0).as_ptr()) {
         b += m.output.bytes();

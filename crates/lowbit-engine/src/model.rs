@@ -102,7 +102,10 @@ impl Model {
                 w_down: re(&l.w_down)?,
             });
         }
-        Ok(Model { config: self.config.clone(), embed: re(&self.embed)?, layers, norm: self.norm.clone(), output: re(&self.output)? })
+        let embed = re(&self.embed)?;
+        let tied = std::ptr::eq(self.output.row(0).as_ptr(), self.embed.row(0).as_ptr());
+        let output = if tied { embed.clone() } else { re(&self.output)? };
+        Ok(Model { config: self.config.clone(), embed, layers, norm: self.norm.clone(), output })
     }
 
     pub fn kv_shape(&self, max_seq: usize) -> KvShape {
