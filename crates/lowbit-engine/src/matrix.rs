@@ -108,13 +108,16 @@ impl QMatrix {
         tmp.par_chunks_mut(per * n).enumerate().for_each(|(task, o)| {
             let row0 = task * per;
             let rows = o.len() / n;
+            let refs: Option<Vec<&[u8]>> = acts.as_ref().map(|a| a.iter().map(|v| &v[..]).collect());
             for i in 0..rows {
                 let w = self.row(row0 + i);
-                for t in 0..n {
-                    o[i * n + t] = match &acts {
-                        Some(a) => codec.dot_q8(w, &a[t]),
-                        None => codec.dot_f32(w, &xs[t * c..(t + 1) * c]),
-                    };
+                match &refs {
+                    Some(a) => codec.dot_q8_batch(w, a, &mut o[i * n..(i + 1) * n]),
+                    None => {
+                        for t in 0..n {
+                            o[i * n + t] = codec.dot_f32(w, &xs[t * c..(t + 1) * c]);
+                        }
+                    }
                 }
             }
         });

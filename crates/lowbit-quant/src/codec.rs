@@ -55,6 +55,14 @@ pub trait Codec: Send + Sync {
     fn dot_q8(&self, _codes: &[u8], _act: &[u8]) -> f32 {
         unreachable!("dot_q8 is only called when activation() is Some")
     }
+    /// One weight row against several activations (a matrix product's
+    /// inner loop): `out[i] = dot_q8(codes, acts[i])`. Kernels override it
+    /// to unpack the row once for several activations.
+    fn dot_q8_batch(&self, codes: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+        for (o, a) in out.iter_mut().zip(acts) {
+            *o = self.dot_q8(codes, a);
+        }
+    }
 }
 
 /// A parsed, ready-to-use quantization format: the checked entry point to a

@@ -206,3 +206,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn batched_row_dots_match_single_dots(blocks in 1usize..20, n in 1usize..11, seed in any::<u64>()) {
+        let f = Format::parse("q4_1").unwrap();
+        let len = 32 * blocks;
+        let w = vecs(len, seed);
+        let codes = f.encode(&w).unwrap();
+        let xs: Vec<Vec<f32>> = (0..n).map(|i| vecs(len, seed ^ (i as u64 + 7))).collect();
+        let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
+        let refs: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+        let mut out = vec![0f32; n];
+        f.codec().dot_q8_batch(&codes, &refs, &mut out);
+        for (i, a) in acts.iter().enumerate() {
+            let want = simd::dot_q4_1_q8_0_at(Level::Scalar, &codes, a);
+            let scale: f32 = w.iter().zip(&xs[i]).map(|(p, q)| (p * q).abs()).sum();
+            prop_assert!(close(out[i], want, scale), "{} vs {}", out[i], want);
+        }
+    }
+}

@@ -120,6 +120,17 @@ impl Codec for Q4_1 {
     fn dot_q8(&self, codes: &[u8], act: &[u8]) -> f32 {
         simd::dot_q4_1_q8_0(codes, act)
     }
+    fn dot_q8_batch(&self, codes: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+        let mut i = 0;
+        while i + 4 <= acts.len() {
+            let r = simd::dot_q4_1_q8_0_x4(codes, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]);
+            out[i..i + 4].copy_from_slice(&r);
+            i += 4;
+        }
+        for j in i..acts.len() {
+            out[j] = simd::dot_q4_1_q8_0(codes, acts[j]);
+        }
+    }
 }
 
 /// Scalar reference: Q4_1 · Q8_0 (the min term uses the activation's block sum).

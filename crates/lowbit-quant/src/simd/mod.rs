@@ -183,3 +183,12 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr() as *const u8, 4 * n) };
     dot_f32_bytes(bytes, &b[..n])
 }
+
+fn dot_q4_1_q8_0_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+    acts.map(|a| dot_q4_1_q8_0_ref(codes, a))
+}
+
+dispatch!(
+    /// One Q4_1 row against four Q8_0 activations.
+    dot_q4_1_q8_0_x4, dot_q4_1_q8_0_x4_at, (codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4], dot_q4_1_q8_0_x4_ref
+);
