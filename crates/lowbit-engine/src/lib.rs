@@ -16,6 +16,7 @@ pub mod loader;
 pub mod logits_file;
 pub mod matrix;
 pub mod model;
+pub mod safetensors_hf;
 pub mod sample;
 pub mod tokenizer;
 

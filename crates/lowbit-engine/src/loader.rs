@@ -28,11 +28,25 @@ pub fn weight_bytes(m: &Model) -> usize {
     b
 }
 
-/// Load `path`. A llama2.c checkpoint needs a tokenizer file: `tokenizer`,
-/// else `tok<vocab>.bin` or `tokenizer.bin` beside the model.
+/// A tokenizer file: tokenizer.json (Hugging Face) or llama2.c's format.
+fn tokenizer_file(p: &Path, vocab: usize) -> Result<Tokenizer> {
+    if p.extension().is_some_and(|e| e == "json") {
+        Ok(Tokenizer::Hf(crate::tokenizer::hf::HfTokenizer::from_file(p)?))
+    } else {
+        Ok(Tokenizer::Llama2c(Llama2cTokenizer::load(p, vocab)?))
+    }
+}
+
+/// Load `path`: a GGUF file, a Hugging Face folder (config.json +
+/// *.safetensors + tokenizer.json), or a llama2.c checkpoint, whose
+/// tokenizer is `tokenizer`, else `tok<vocab>.bin` / `tokenizer.bin` beside it.
 pub fn load(path: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     if path.is_dir() {
-        return Err(malformed(path, "a directory: safetensors + config.json loading is not implemented yet (use a GGUF file)"));
+        let model = crate::safetensors_hf::load(path)?;
+        let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| path.join("tokenizer.json"));
+        let tokenizer = tokenizer_file(&tok_path, model.config.vocab)?;
+        let weight_bytes = weight_bytes(&model);
+        return Ok(Loaded { model, tokenizer, chat_template: None, weight_bytes });
     }
     let mut magic = [0u8; 4];
     {
@@ -54,7 +68,7 @@ pub fn load(path: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     let tok_path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
         malformed(path, format!("llama2.c checkpoint without a tokenizer: pass --tokenizer (looked for {:?})", candidates))
     })?;
-    let tokenizer = Tokenizer::Llama2c(Llama2cTokenizer::load(tok_path, model.config.vocab)?);
+    let tokenizer = tokenizer_file(tok_path, model.config.vocab)?;
     let weight_bytes = weight_bytes(&model);
     Ok(Loaded { model, tokenizer, chat_template: None, weight_bytes })
 }

@@ -29,6 +29,18 @@ fn tok_err(e: impl std::fmt::Display) -> EngineError {
 }
 
 impl HfTokenizer {
+    /// Read a tokenizer.json (padding and truncation switched off: lowbit
+    /// feeds whole texts).
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(format!("{}: {e}", path.display())))?;
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(tok_err)?;
+        let id = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
+        let bos = id(&["<s>", "<|begin_of_text|>", "[CLS]", "<|endoftext|>"]);
+        let eos = id(&["</s>", "<|end_of_text|>", "<|eot_id|>", "[SEP]", "<|im_end|>", "<|endoftext|>"]);
+        Ok(HfTokenizer { inner, bos, eos, add_bos: false })
+    }
+
     pub fn encode(&self, text: &str, bos: bool) -> Result<Vec<u32>> {
         // Special tokens written in the text (e.g. <|im_start|>) stay single tokens.
         let enc = self.inner.encode(text, false).map_err(tok_err)?;

@@ -1,0 +1,138 @@
+//! Hugging Face checkpoints: a folder with config.json and one or more
+//! *.safetensors files (f32 / f16 / bf16), Llama-family names
+//! (`model.layers.N.self_attn.q_proj.weight`, …). Tensors stay in the
+//! memory-mapped files in their stored precision. HF keeps q/k in the
+//! half-split RoPE layout, so these models run with NeoX-style RoPE.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use lowbit_quant::Format;
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{malformed, EngineError, Result};
+use crate::matrix::{Bytes, QMatrix};
+use crate::model::{Layer, Model};
+
+struct Entry {
+    map: Arc<Mmap>,
+    start: usize,
+    end: usize,
+    format: Format,
+    shape: Vec<usize>,
+}
+
+pub fn load(dir: &Path) -> Result<Model> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| EngineError::Io { path: p, source }
+    };
+    let cfg_path = dir.join("config.json");
+    let cfg_text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+    let cfg: Value = serde_json::from_str(&cfg_text).map_err(|e| malformed(&cfg_path, e.to_string()))?;
+    let arch = cfg["model_type"].as_str().unwrap_or("").to_string();
+    if !["llama", "mistral", "qwen2"].contains(&arch.as_str()) {
+        return Err(EngineError::UnsupportedArch { path: cfg_path, arch });
+    }
+    let num = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| malformed(&cfg_path, format!("`{k}` is missing")));
+    let dim = num("hidden_size")?;
+    let n_heads = num("num_attention_heads")?;
+    let n_kv_heads = cfg["num_key_value_heads"].as_u64().map(|v| v as usize).unwrap_or(n_heads);
+    if n_heads == 0 || dim % n_heads != 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        return Err(malformed(&cfg_path, "inconsistent head counts"));
+    }
+    let config = Config {
+        dim,
+        hidden: num("intermediate_size")?,
+        n_layers: num("num_hidden_layers")?,
+        n_heads,
+        n_kv_heads,
+        vocab: num("vocab_size")?,
+        max_seq: num("max_position_embeddings")?,
+        rope_theta: cfg["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
+        rms_eps: cfg["rms_norm_eps"].as_f64().unwrap_or(1e-5) as f32,
+        rope_neox: true,
+    };
+
+    let mut entries: HashMap<String, Entry> = HashMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(malformed(dir, "no *.safetensors file beside config.json"));
+    }
+    for f in files {
+        let file = std::fs::File::open(&f).map_err(io(&f))?;
+        // SAFETY: read-only map of a model file lowbit never writes.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io(&f))?);
+        let (header, meta) = SafeTensors::read_metadata(&map[..]).map_err(|e| malformed(&f, e.to_string()))?;
+        let base = 8 + header;
+        for (name, info) in meta.tensors() {
+            let spec = match info.dtype {
+                Dtype::F32 => "f32",
+                Dtype::F16 => "f16",
+                Dtype::BF16 => "bf16",
+                other => {
+                    return Err(EngineError::UnsupportedDtype { path: f.clone(), name, dtype: format!("{other:?}") });
+                }
+            };
+            let (s, e) = info.data_offsets;
+            if base + e > map.len() {
+                return Err(malformed(&f, format!("tensor `{name}` runs past the end of the file: truncated?")));
+            }
+            entries.insert(name, Entry { map: map.clone(), start: base + s, end: base + e, format: Format::parse(spec)?, shape: info.shape.clone() });
+        }
+    }
+    let get = |name: &str, shape: &[usize]| -> Result<&Entry> {
+        let e = entries.get(name).ok_or_else(|| EngineError::MissingTensor { path: dir.to_path_buf(), name: name.into() })?;
+        if e.shape != shape {
+            return Err(EngineError::BadShape { path: dir.to_path_buf(), name: name.into(), got: e.shape.clone(), expected: shape.to_vec() });
+        }
+        Ok(e)
+    };
+    let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix> {
+        let e = get(name, &[rows, cols])?;
+        Ok(QMatrix::new(e.format.clone(), rows, cols, Bytes::Mapped(e.map.clone(), e.start..e.end))?)
+    };
+    let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
+        let e = get(name, &[n])?;
+        Ok(e.format.decode(&e.map[e.start..e.end], n)?)
+    };
+    let optional = |name: &str, n: usize| -> Result<Option<Vec<f32>>> {
+        if entries.contains_key(name) {
+            vector(name, n).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (kvd, hid) = (config.kv_dim(), config.hidden);
+    let mut layers = Vec::with_capacity(config.n_layers);
+    for l in 0..config.n_layers {
+        let n = |s: &str| format!("model.layers.{l}.{s}");
+        layers.push(Layer {
+            attn_norm: vector(&n("input_layernorm.weight"), dim)?,
+            wq: matrix(&n("self_attn.q_proj.weight"), dim, dim)?,
+            wk: matrix(&n("self_attn.k_proj.weight"), kvd, dim)?,
+            wv: matrix(&n("self_attn.v_proj.weight"), kvd, dim)?,
+            bias_q: optional(&n("self_attn.q_proj.bias"), dim)?,
+            bias_k: optional(&n("self_attn.k_proj.bias"), kvd)?,
+            bias_v: optional(&n("self_attn.v_proj.bias"), kvd)?,
+            wo: matrix(&n("self_attn.o_proj.weight"), dim, dim)?,
+            ffn_norm: vector(&n("post_attention_layernorm.weight"), dim)?,
+            w_gate: matrix(&n("mlp.gate_proj.weight"), hid, dim)?,
+            w_up: matrix(&n("mlp.up_proj.weight"), hid, dim)?,
+            w_down: matrix(&n("mlp.down_proj.weight"), dim, hid)?,
+        });
+    }
+    let embed = matrix("model.embed_tokens.weight", config.vocab, dim)?;
+    let output = if entries.contains_key("lm_head.weight") { matrix("lm_head.weight", config.vocab, dim)? } else { embed.clone() };
+    let norm = vector("model.norm.weight", dim)?;
+    Ok(Model { config, embed, layers, norm, output })
+}
