@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use crate::config::Config;
 use crate::error::{malformed, EngineError, Result};
 use crate::matrix::{Bytes, QMatrix};
-use crate::model::{Layer, Model};
+use crate::model::{assemble_layers, LayerNames, Model};
 use crate::tokenizer::{hf, Tokenizer};
 
 pub struct GgufModel {
@@ -121,25 +121,21 @@ pub fn load(path: &Path) -> Result<GgufModel> {
         rms_eps: fnum("attention.layer_norm_rms_epsilon", 1e-5),
         rope_neox: arch == "qwen2",
     };
-    let (kvd, hid) = (config.kv_dim(), config.hidden);
-    let mut layers = Vec::with_capacity(config.n_layers);
-    for l in 0..config.n_layers {
-        let n = |s: &str| format!("blk.{l}.{s}");
-        layers.push(Layer {
-            attn_norm: vector(&n("attn_norm.weight"), dim)?,
-            wq: matrix(&n("attn_q.weight"), dim, dim)?,
-            wk: matrix(&n("attn_k.weight"), kvd, dim)?,
-            wv: matrix(&n("attn_v.weight"), kvd, dim)?,
-            bias_q: optional(&n("attn_q.bias"), dim)?,
-            bias_k: optional(&n("attn_k.bias"), kvd)?,
-            bias_v: optional(&n("attn_v.bias"), kvd)?,
-            wo: matrix(&n("attn_output.weight"), dim, dim)?,
-            ffn_norm: vector(&n("ffn_norm.weight"), dim)?,
-            w_gate: matrix(&n("ffn_gate.weight"), hid, dim)?,
-            w_up: matrix(&n("ffn_up.weight"), hid, dim)?,
-            w_down: matrix(&n("ffn_down.weight"), dim, hid)?,
-        });
-    }
+    let names = LayerNames {
+        attn_norm: "attn_norm.weight",
+        wq: "attn_q.weight",
+        wk: "attn_k.weight",
+        wv: "attn_v.weight",
+        bq: "attn_q.bias",
+        bk: "attn_k.bias",
+        bv: "attn_v.bias",
+        wo: "attn_output.weight",
+        ffn_norm: "ffn_norm.weight",
+        gate: "ffn_gate.weight",
+        up: "ffn_up.weight",
+        down: "ffn_down.weight",
+    };
+    let layers = assemble_layers(&config, |l| format!("blk.{l}."), &names, &matrix, &vector, &optional)?;
     let embed = matrix("token_embd.weight", vocab, dim)?;
     let output = if content.tensor_infos.contains_key("output.weight") { matrix("output.weight", vocab, dim)? } else { embed.clone() };
     let model = Model { config, embed, layers, norm: vector("output_norm.weight", dim)?, output };

@@ -23,6 +23,55 @@ pub struct Layer {
     pub w_down: QMatrix,
 }
 
+/// Tensor names of one layer's weights in a file format (after the
+/// per-layer prefix), so loaders share one assembly routine.
+pub(crate) struct LayerNames {
+    pub attn_norm: &'static str,
+    pub wq: &'static str,
+    pub wk: &'static str,
+    pub wv: &'static str,
+    pub bq: &'static str,
+    pub bk: &'static str,
+    pub bv: &'static str,
+    pub wo: &'static str,
+    pub ffn_norm: &'static str,
+    pub gate: &'static str,
+    pub up: &'static str,
+    pub down: &'static str,
+}
+
+/// Build every layer from a loader's accessors: `matrix(name, rows, cols)`,
+/// `vector(name, len)` and `optional(name, len)` (biases).
+pub(crate) fn assemble_layers(
+    c: &Config,
+    prefix: impl Fn(usize) -> String,
+    names: &LayerNames,
+    matrix: impl Fn(&str, usize, usize) -> Result<QMatrix>,
+    vector: impl Fn(&str, usize) -> Result<Vec<f32>>,
+    optional: impl Fn(&str, usize) -> Result<Option<Vec<f32>>>,
+) -> Result<Vec<Layer>> {
+    let (dim, kvd, hid) = (c.dim, c.kv_dim(), c.hidden);
+    (0..c.n_layers)
+        .map(|l| {
+            let n = |s: &str| format!("{}{s}", prefix(l));
+            Ok(Layer {
+                attn_norm: vector(&n(names.attn_norm), dim)?,
+                wq: matrix(&n(names.wq), dim, dim)?,
+                wk: matrix(&n(names.wk), kvd, dim)?,
+                wv: matrix(&n(names.wv), kvd, dim)?,
+                bias_q: optional(&n(names.bq), dim)?,
+                bias_k: optional(&n(names.bk), kvd)?,
+                bias_v: optional(&n(names.bv), kvd)?,
+                wo: matrix(&n(names.wo), dim, dim)?,
+                ffn_norm: vector(&n(names.ffn_norm), dim)?,
+                w_gate: matrix(&n(names.gate), hid, dim)?,
+                w_up: matrix(&n(names.up), hid, dim)?,
+                w_down: matrix(&n(names.down), dim, hid)?,
+            })
+        })
+        .collect()
+}
+
 pub struct Model {
     pub config: Config,
     pub embed: QMatrix,

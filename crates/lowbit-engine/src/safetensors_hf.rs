@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::{malformed, EngineError, Result};
 use crate::matrix::{Bytes, QMatrix};
-use crate::model::{Layer, Model};
+use crate::model::{assemble_layers, LayerNames, Model};
 
 struct Entry {
     map: Arc<Mmap>,
@@ -112,25 +112,21 @@ pub fn load(dir: &Path) -> Result<Model> {
             Ok(None)
         }
     };
-    let (kvd, hid) = (config.kv_dim(), config.hidden);
-    let mut layers = Vec::with_capacity(config.n_layers);
-    for l in 0..config.n_layers {
-        let n = |s: &str| format!("model.layers.{l}.{s}");
-        layers.push(Layer {
-            attn_norm: vector(&n("input_layernorm.weight"), dim)?,
-            wq: matrix(&n("self_attn.q_proj.weight"), dim, dim)?,
-            wk: matrix(&n("self_attn.k_proj.weight"), kvd, dim)?,
-            wv: matrix(&n("self_attn.v_proj.weight"), kvd, dim)?,
-            bias_q: optional(&n("self_attn.q_proj.bias"), dim)?,
-            bias_k: optional(&n("self_attn.k_proj.bias"), kvd)?,
-            bias_v: optional(&n("self_attn.v_proj.bias"), kvd)?,
-            wo: matrix(&n("self_attn.o_proj.weight"), dim, dim)?,
-            ffn_norm: vector(&n("post_attention_layernorm.weight"), dim)?,
-            w_gate: matrix(&n("mlp.gate_proj.weight"), hid, dim)?,
-            w_up: matrix(&n("mlp.up_proj.weight"), hid, dim)?,
-            w_down: matrix(&n("mlp.down_proj.weight"), dim, hid)?,
-        });
-    }
+    let names = LayerNames {
+        attn_norm: "input_layernorm.weight",
+        wq: "self_attn.q_proj.weight",
+        wk: "self_attn.k_proj.weight",
+        wv: "self_attn.v_proj.weight",
+        bq: "self_attn.q_proj.bias",
+        bk: "self_attn.k_proj.bias",
+        bv: "self_attn.v_proj.bias",
+        wo: "self_attn.o_proj.weight",
+        ffn_norm: "post_attention_layernorm.weight",
+        gate: "mlp.gate_proj.weight",
+        up: "mlp.up_proj.weight",
+        down: "mlp.down_proj.weight",
+    };
+    let layers = assemble_layers(&config, |l| format!("model.layers.{l}."), &names, &matrix, &vector, &optional)?;
     let embed = matrix("model.embed_tokens.weight", config.vocab, dim)?;
     let output = if entries.contains_key("lm_head.weight") { matrix("lm_head.weight", config.vocab, dim)? } else { embed.clone() };
     let norm = vector("model.norm.weight", dim)?;
