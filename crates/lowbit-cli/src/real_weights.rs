@@ -5,8 +5,6 @@
 use anyhow::{bail, Context, Result};
 
 pub struct Tensor {
-    #[allow(dead_code)] // kept for per-tensor reports
-    pub name: String,
     pub data: Vec<f32>,
 }
 
@@ -41,7 +39,7 @@ pub fn stories260k() -> Result<Vec<Tensor>> {
             bail!("{}: truncated at tensor {name}", path.display());
         }
         if keep {
-            out.push(Tensor { name: name.to_string(), data: floats[at..at + n].to_vec() });
+            out.push(Tensor { data: floats[at..at + n].to_vec() });
         }
         at += n;
     }
@@ -67,7 +65,7 @@ pub fn smollm2_sample() -> Result<Vec<Tensor>> {
     for name in names {
         let qt = content.tensor(&mut file, &name, &candle_core::Device::Cpu)?;
         let data = qt.dequantize(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        out.push(Tensor { name, data });
+        out.push(Tensor { data });
     }
     Ok(out)
 }
