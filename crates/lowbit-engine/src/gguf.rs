@@ -139,10 +139,29 @@ pub fn load(path: &Path) -> Result<GgufModel> {
     let embed = matrix("token_embd.weight", vocab, dim)?;
     let output = if content.tensor_infos.contains_key("output.weight") { matrix("output.weight", vocab, dim)? } else { embed.clone() };
     let model = Model { config, embed, layers, norm: vector("output_norm.weight", dim)?, output };
-    let tokenizer = hf::from_gguf(md).map_err(|e| match e {
+    let tok_model = md.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
+    let tokenizer = if tok_model == "llama" { spm_from_gguf(md) } else { hf::from_gguf(md).map(Tokenizer::Hf) }.map_err(|e| match e {
         EngineError::Tokenizer(m) => malformed(path, format!("tokenizer: {m}")),
         e => e,
     })?;
     let chat_template = get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
-    Ok(GgufModel { model, tokenizer: Tokenizer::Hf(tokenizer), chat_template, metadata: content.metadata })
+    Ok(GgufModel { model, tokenizer, chat_template, metadata: content.metadata })
+}
+
+/// SentencePiece-style vocabulary (`tokenizer.ggml.model = llama`).
+fn spm_from_gguf(md: &HashMap<String, Value>) -> Result<Tokenizer> {
+    let err = |m: String| EngineError::Tokenizer(m);
+    let list = |k: &str| md.get(k).and_then(|v| v.to_vec().ok()).ok_or_else(|| err(format!("metadata `{k}` is missing")));
+    let tokens: Vec<Vec<u8>> =
+        list("tokenizer.ggml.tokens")?.iter().map(|v| v.to_string().map(|s| s.clone().into_bytes()).map_err(|e| err(e.to_string()))).collect::<Result<_>>()?;
+    let scores: Vec<f32> = match list("tokenizer.ggml.scores") {
+        Ok(v) => v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect(),
+        Err(_) => vec![0.0; tokens.len()],
+    };
+    if scores.len() != tokens.len() {
+        return Err(err(format!("{} tokens but {} scores", tokens.len(), scores.len())));
+    }
+    let id = |k: &str, d: u32| md.get(k).and_then(|v| v.to_u32().ok()).unwrap_or(d);
+    let (bos, eos) = (id("tokenizer.ggml.bos_token_id", 1), id("tokenizer.ggml.eos_token_id", 2));
+    Ok(Tokenizer::Llama2c(crate::tokenizer::llama2c::Llama2cTokenizer::from_parts(tokens, scores, "\u{2581}", bos, eos)))
 }

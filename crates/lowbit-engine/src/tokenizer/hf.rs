@@ -114,7 +114,7 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     })
 }
 
-/// Build the tokenizer llama.cpp would use from GGUF metadata.
+/// Build the gpt2-style BPE tokenizer llama.cpp would use from GGUF metadata.
 pub fn from_gguf(md: &HashMap<String, Value>) -> Result<HfTokenizer> {
     let model = md.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
     if model != "gpt2" {

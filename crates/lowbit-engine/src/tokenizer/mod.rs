@@ -45,14 +45,14 @@ impl Tokenizer {
 
     pub fn bos(&self) -> Option<u32> {
         match self {
-            Tokenizer::Llama2c(_) => Some(llama2c::BOS),
+            Tokenizer::Llama2c(t) => Some(t.bos()),
             Tokenizer::Hf(t) => t.bos,
         }
     }
 
     pub fn eos(&self) -> Option<u32> {
         match self {
-            Tokenizer::Llama2c(_) => Some(llama2c::EOS),
+            Tokenizer::Llama2c(t) => Some(t.eos()),
             Tokenizer::Hf(t) => t.eos,
         }
     }
