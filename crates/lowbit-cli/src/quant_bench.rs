@@ -114,6 +114,7 @@ fn measure(f: &Format, x: &[f32], y: &[f32], repeats: usize) -> Result<Row> {
         block_elems: be,
         dot_with: match f.activation() {
             Some(Activation::Q8_0) => "q8_0",
+            Some(Activation::Q8_1) => "q8_1",
             Some(Activation::Q8K) => "q8_k",
             None => "f32",
         },

@@ -16,6 +16,8 @@ use crate::spec::Spec;
 pub enum Activation {
     /// ggml Q8_0: blocks of 32, one f16 scale.
     Q8_0,
+    /// ggml Q8_1: blocks of 32, f16 scale and f16 scale·sum.
+    Q8_1,
     /// ggml Q8_K: blocks of 256, f32 scale and 16 partial sums.
     Q8K,
 }
@@ -242,9 +244,11 @@ impl Format {
 /// The [`Format`] of an activation type (built once).
 pub fn act_format(a: Activation) -> Format {
     static Q8_0: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+    static Q8_1: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
     static Q8K: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
     match a {
         Activation::Q8_0 => Q8_0.get_or_init(|| Format::parse("q8_0").expect("q8_0 is in the table")).clone(),
+        Activation::Q8_1 => Q8_1.get_or_init(|| Format::parse("q8_1").expect("q8_1 is in the table")).clone(),
         Activation::Q8K => Q8K.get_or_init(|| Format::parse("q8_k").expect("q8_k is in the table")).clone(),
     }
 }

@@ -95,6 +95,7 @@ pub static FORMATS: &[FormatRow] = &[
     ggml!("f16", float::F16, "IEEE half"),
     ggml!("bf16", float::Bf16, "bfloat16"),
     ggml!("q8_0", legacy::Q8_0, "ggml 8-bit, f16 scale per 32"),
+    ggml!("q8_1", legacy::Q8_1, "ggml 8-bit with block sums (activations for q4_1/q5_1)"),
     ggml!("q5_1", legacy::Q5_1, "ggml 5-bit asymmetric, per 32"),
     ggml!("q5_0", legacy::Q5_0, "ggml 5-bit symmetric, per 32"),
     ggml!("q4_1", legacy::Q4_1, "ggml 4-bit asymmetric, per 32"),

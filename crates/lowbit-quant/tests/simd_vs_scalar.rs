@@ -198,10 +198,10 @@ proptest! {
         let x = vecs(n, seed);
         let a = vecs(n, seed ^ 1);
         let (codes, act) = (f.encode(&x).unwrap(), f.quantize_activation(&a).unwrap());
-        let want = simd::dot_q4_1_q8_0_at(Level::Scalar, &codes, &act);
+        let want = simd::dot_q4_1_q8_1_at(Level::Scalar, &codes, &act);
         let scale: f32 = x.iter().zip(&a).map(|(p, q)| (p * q).abs()).sum();
         for l in levels() {
-            let got = simd::dot_q4_1_q8_0_at(l, &codes, &act);
+            let got = simd::dot_q4_1_q8_1_at(l, &codes, &act);
             prop_assert!(close(got, want, scale), "{:?} {} vs {}", l, got, want);
         }
     }
@@ -222,7 +222,7 @@ proptest! {
         let mut out = vec![0f32; n];
         f.codec().dot_q8_batch(&codes, &refs, &mut out);
         for (i, a) in acts.iter().enumerate() {
-            let want = simd::dot_q4_1_q8_0_at(Level::Scalar, &codes, a);
+            let want = simd::dot_q4_1_q8_1_at(Level::Scalar, &codes, a);
             let scale: f32 = w.iter().zip(&xs[i]).map(|(p, q)| (p * q).abs()).sum();
             prop_assert!(close(out[i], want, scale), "{} vs {}", out[i], want);
         }

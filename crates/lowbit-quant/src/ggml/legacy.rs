@@ -1,9 +1,11 @@
-//! ggml's 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+//! ggml's 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
 //!
 //! Layouts (little-endian, bytes): Q4_0 = d:f16 | qs[16];
 //! Q4_1 = d:f16 | m:f16 | qs[16]; Q5_0 = d:f16 | qh:u32 | qs[16];
 //! Q5_1 = d:f16 | m:f16 | qh:u32 | qs[16]; Q8_0 = d:f16 | qs:i8[32].
-//! Nibble j holds element j (low) and j+16 (high). All dot with Q8_0.
+//! Q8_1 = d:f16 | s:f16 | qs:i8[32] (activations only).
+//! Nibble j holds element j (low) and j+16 (high). Q4_0/Q5_0/Q8_0 dot with
+//! Q8_0; Q4_1/Q5_1 with Q8_1, whose stored d·Σq pays the min term, as in ggml.
 
 use crate::bytes::{get_f16, put_f16};
 use crate::codec::{Activation, Codec};
@@ -29,12 +31,6 @@ fn min_max(x: &[f32]) -> (f32, f32) {
         max = max.max(v);
     }
     (min, max)
-}
-
-/// Sum of a Q8_0 activation block's quants.
-#[inline(always)]
-fn q8_sum(y: &[u8]) -> i32 {
-    y[2..34].iter().map(|&q| q as i8 as i32).sum()
 }
 
 pub struct Q4_0;
@@ -115,35 +111,34 @@ impl Codec for Q4_1 {
         }
     }
     fn activation(&self) -> Option<Activation> {
-        Some(Activation::Q8_0)
+        Some(Activation::Q8_1)
     }
     fn dot_q8(&self, codes: &[u8], act: &[u8]) -> f32 {
-        simd::dot_q4_1_q8_0(codes, act)
+        simd::dot_q4_1_q8_1(codes, act)
     }
     fn dot_q8_batch(&self, codes: &[u8], acts: &[&[u8]], out: &mut [f32]) {
         let mut i = 0;
         while i + 4 <= acts.len() {
-            let r = simd::dot_q4_1_q8_0_x4(codes, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]);
+            let r = simd::dot_q4_1_q8_1_x4(codes, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]);
             out[i..i + 4].copy_from_slice(&r);
             i += 4;
         }
         for j in i..acts.len() {
-            out[j] = simd::dot_q4_1_q8_0(codes, acts[j]);
+            out[j] = simd::dot_q4_1_q8_1(codes, acts[j]);
         }
     }
 }
 
-/// Scalar reference: Q4_1 · Q8_0 (the min term uses the activation's block sum).
-pub fn dot_q4_1_q8_0_ref(codes: &[u8], act: &[u8]) -> f32 {
+/// Scalar reference: Q4_1 · Q8_1 (the min term uses the activation's stored d·Σq).
+pub fn dot_q4_1_q8_1_ref(codes: &[u8], act: &[u8]) -> f32 {
     let mut sum = 0f32;
-    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(34)) {
+    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(36)) {
         let mut s = 0i32;
         for j in 0..16 {
-            s += (b[4 + j] & 0xF) as i32 * y[2 + j] as i8 as i32;
-            s += (b[4 + j] >> 4) as i32 * y[18 + j] as i8 as i32;
+            s += (b[4 + j] & 0xF) as i32 * y[4 + j] as i8 as i32;
+            s += (b[4 + j] >> 4) as i32 * y[20 + j] as i8 as i32;
         }
-        let dy = get_f16(y, 0);
-        sum += s as f32 * get_f16(b, 0) * dy + get_f16(b, 2) * dy * q8_sum(y) as f32;
+        sum += s as f32 * get_f16(b, 0) * get_f16(y, 0) + get_f16(b, 2) * get_f16(y, 2);
     }
     sum
 }
@@ -245,15 +240,61 @@ impl Codec for Q5_1 {
         }
     }
     fn activation(&self) -> Option<Activation> {
-        Some(Activation::Q8_0)
+        Some(Activation::Q8_1)
     }
     fn dot_q8(&self, codes: &[u8], act: &[u8]) -> f32 {
         let mut sum = 0f32;
-        for (b, y) in codes.chunks_exact(24).zip(act.chunks_exact(34)) {
+        for (b, y) in codes.chunks_exact(24).zip(act.chunks_exact(36)) {
             let q = q5_levels(b, 4, 8);
-            let s: i32 = (0..32).map(|j| q[j] * y[2 + j] as i8 as i32).sum();
-            let dy = get_f16(y, 0);
-            sum += s as f32 * get_f16(b, 0) * dy + get_f16(b, 2) * dy * q8_sum(y) as f32;
+            let s: i32 = (0..32).map(|j| q[j] * y[4 + j] as i8 as i32).sum();
+            sum += s as f32 * get_f16(b, 0) * get_f16(y, 0) + get_f16(b, 2) * get_f16(y, 2);
+        }
+        sum
+    }
+}
+
+/// Q8_1: the activation partner of Q4_1/Q5_1 (never a weight format):
+/// d:f16 | s:f16 (= d·Σq, so a min term needs no sum at dot time) | qs:i8[32].
+pub struct Q8_1;
+impl Codec for Q8_1 {
+    fn block_elems(&self) -> usize {
+        QK
+    }
+    fn block_bytes(&self) -> usize {
+        36
+    }
+    fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
+        for (xs, b) in x.chunks_exact(QK).zip(out.chunks_exact_mut(36)) {
+            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in b[4..].iter_mut().zip(xs) {
+                let r = (v * id).round() as i8;
+                sum += r as i32;
+                *q = r as u8;
+            }
+            put_f16(b, 0, d);
+            // As ggml's quantize_row_q8_1_ref: the unrounded d times the sum.
+            put_f16(b, 2, sum as f32 * d);
+        }
+    }
+    fn decode(&self, codes: &[u8], out: &mut [f32]) {
+        for (b, y) in codes.chunks_exact(36).zip(out.chunks_exact_mut(QK)) {
+            let d = get_f16(b, 0);
+            for (yj, &q) in y.iter_mut().zip(&b[4..]) {
+                *yj = q as i8 as f32 * d;
+            }
+        }
+    }
+    fn activation(&self) -> Option<Activation> {
+        Some(Activation::Q8_1)
+    }
+    fn dot_q8(&self, codes: &[u8], act: &[u8]) -> f32 {
+        let mut sum = 0f32;
+        for (b, y) in codes.chunks_exact(36).zip(act.chunks_exact(36)) {
+            let s: i32 = b[4..].iter().zip(&y[4..]).map(|(&a, &c)| a as i8 as i32 * c as i8 as i32).sum();
+            sum += s as f32 * get_f16(b, 0) * get_f16(y, 0);
         }
         sum
     }

@@ -303,33 +303,32 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_1_q8_0(codes: &[u8], act: &[u8]) -> f32 {
+pub unsafe fn dot_q4_1_q8_1(codes: &[u8], act: &[u8]) -> f32 {
     let m4 = _mm_set1_epi8(0xF);
-    let ones8 = _mm256_set1_epi8(1);
     let ones16 = _mm256_set1_epi16(1);
-    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(34)) {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = _mm_setzero_ps();
+    for (b, y) in codes.chunks_exact(20).zip(act.chunks_exact(36)) {
         let raw = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
         let lo = _mm_and_si128(raw, m4);
         let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
         let q = _mm256_set_m128i(hi, lo);
-        let yv = _mm256_loadu_si256(y.as_ptr().add(2) as *const __m256i);
+        let yv = _mm256_loadu_si256(y.as_ptr().add(4) as *const __m256i);
         let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), ones16);
-        let ysum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16);
-        // (d·dy, m·dy) from one conversion of the (d, m) pair.
-        let s = _mm_mul_ps(f16x2_at(b, 0), _mm_broadcastss_ps(f16x2_at(y, 0)));
-        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot), acc);
-        acc_m = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), _mm256_cvtepi32_ps(ysum), acc_m);
+        // (d, m) · (dy, s): lane 0 scales the dot, lane 1 is the min term.
+        let p = _mm_mul_ps(f16x2_at(b, 0), f16x2_at(y, 0));
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(dot), acc);
+        acc_m = _mm_add_ps(acc_m, p);
     }
-    hsum_ps(_mm256_add_ps(acc, acc_m))
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_1_q8_0_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     let m4 = _mm_set1_epi8(0xF);
-    let ones8 = _mm256_set1_epi8(1);
     let ones16 = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_m = [_mm_setzero_ps(); 4];
     let nb = codes.len() / 20;
     for blk in 0..nb {
         let b = codes.as_ptr().add(20 * blk);
@@ -339,15 +338,13 @@ pub unsafe fn dot_q4_1_q8_0_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
         let q = _mm256_set_m128i(hi, lo);
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(b as *const i32)));
         for k in 0..4 {
-            let y = acts[k].as_ptr().add(34 * blk);
-            let yv = _mm256_loadu_si256(y.add(2) as *const __m256i);
+            let y = acts[k].as_ptr().add(36 * blk);
+            let yv = _mm256_loadu_si256(y.add(4) as *const __m256i);
             let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), ones16);
-            let ysum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, yv), ones16);
-            let dy = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(y as *const i32)));
-            let s = _mm_mul_ps(dm, _mm_broadcastss_ps(dy));
-            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(dot), acc[k]);
-            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), _mm256_cvtepi32_ps(ysum), acc[k]);
+            let p = _mm_mul_ps(dm, _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(y as *const i32))));
+            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(dot), acc[k]);
+            acc_m[k] = _mm_add_ps(acc_m[k], p);
         }
     }
-    [hsum_ps(acc[0]), hsum_ps(acc[1]), hsum_ps(acc[2]), hsum_ps(acc[3])]
+    std::array::from_fn(|k| hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[k])))
 }

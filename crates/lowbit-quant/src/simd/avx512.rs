@@ -288,10 +288,10 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
 
 /// The 32-element blocks are too small to fill 512-bit registers without
 /// gathers; the AVX2 kernel is used.
-pub unsafe fn dot_q4_1_q8_0(codes: &[u8], act: &[u8]) -> f32 {
-    super::avx2::dot_q4_1_q8_0(codes, act)
+pub unsafe fn dot_q4_1_q8_1(codes: &[u8], act: &[u8]) -> f32 {
+    super::avx2::dot_q4_1_q8_1(codes, act)
 }
 
-pub unsafe fn dot_q4_1_q8_0_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    super::avx2::dot_q4_1_q8_0_x4(codes, acts)
+pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+    super::avx2::dot_q4_1_q8_1_x4(codes, acts)
 }

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use crate::ggml::legacy::{dequant_q8_0_ref, dot_q4_1_q8_0_ref, dot_q8_0_f32_ref, dot_q8_0_q8_0_ref};
+use crate::ggml::legacy::{dequant_q8_0_ref, dot_q4_1_q8_1_ref, dot_q8_0_f32_ref, dot_q8_0_q8_0_ref};
 use crate::ggml::q45_k::{dequant_q4k_ref, dot_q4k_f32_ref, dot_q4k_q8k_ref};
 use crate::rot::rht::fwht_ref;
 
@@ -172,8 +172,8 @@ dispatch!(
     dot_f32_bytes, dot_f32_bytes_at, (codes: &[u8], x: &[f32]) -> f32, dot_f32_bytes_ref
 );
 dispatch!(
-    /// Q4_1 · Q8_0.
-    dot_q4_1_q8_0, dot_q4_1_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4_1_q8_0_ref
+    /// Q4_1 · Q8_1.
+    dot_q4_1_q8_1, dot_q4_1_q8_1_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4_1_q8_1_ref
 );
 
 /// f32 · f32 through the byte-level kernel (any alignment).
@@ -184,11 +184,11 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     dot_f32_bytes(bytes, &b[..n])
 }
 
-fn dot_q4_1_q8_0_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    acts.map(|a| dot_q4_1_q8_0_ref(codes, a))
+fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+    acts.map(|a| dot_q4_1_q8_1_ref(codes, a))
 }
 
 dispatch!(
-    /// One Q4_1 row against four Q8_0 activations.
-    dot_q4_1_q8_0_x4, dot_q4_1_q8_0_x4_at, (codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4], dot_q4_1_q8_0_x4_ref
+    /// One Q4_1 row against four Q8_1 activations.
+    dot_q4_1_q8_1_x4, dot_q4_1_q8_1_x4_at, (codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4], dot_q4_1_q8_1_x4_ref
 );
