@@ -3,17 +3,17 @@
 //! prompts.
 //!
 //! Both engines quantize activations to 8 bits before the integer dot
-//! products (lowbit: Q8_0 with exact block sums; candle: Q8_1, whose block
-//! sum is rounded to f16), so both approximate the same weights run with
-//! f32 activations — and that rounding makes the logits sensitive to float
-//! summation order: lowbit's own single-token and batched prefill paths
-//! (equal per matrix to ~1e-5) end 0.9992 apart on the first prompt, while
-//! with f32 activations they are identical. Measured (batched prefill):
-//! lowbit vs f32-activation reference 0.99900 / 0.99958 / 0.99998, candle
-//! vs it 0.99861 / 0.99959 / 0.99995, lowbit vs candle 0.9966 / 0.99983 /
-//! 0.99995 — the first prompt misses the 0.999. The test pins what
-//! holds: ≥ 0.998 against the f32-activation reference, ≥ 0.995 against
-//! candle, and the same top-1 token.
+//! products (Q8_1 for these Q4_1 weights, as ggml does; candle rounds the
+//! stored d·Σq through f16 arithmetic, lowbit through one f16 rounding), so
+//! both approximate the same weights run with f32 activations — and that
+//! rounding makes logits sensitive to float summation order (lowbit's own
+//! single-token and batched prefill paths, equal per matrix to ~1e-5, end
+//! ~0.999 apart on the first prompt; with f32 activations they agree
+//! exactly). Measured: lowbit vs the f32-activation reference 0.99933 /
+//! 0.99980 / 0.99997, candle vs it 0.99861 / 0.99959 / 0.99995, lowbit vs
+//! candle 0.99897 / 0.99977 / 0.99996 — the first prompt is a hair under
+//! the 0.999. The test pins what holds: ≥ 0.998 against the
+//! f32-activation reference, ≥ 0.995 against candle, the same top-1 token.
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
