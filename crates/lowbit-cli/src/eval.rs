@@ -7,8 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use lowbit_engine::eval::perplexity;
-use lowbit_engine::logits_file::{kld_vs, LogitReader, LogitWriter};
-use lowbit_engine::sample::argmax;
+use lowbit_engine::logits_file::{KldStats, LogitReader, LogitWriter};
 use serde::Serialize;
 
 use crate::model_args::ModelArgs;
@@ -78,7 +77,7 @@ fn ppl(a: PplArgs) -> Result<()> {
     let vocab = l.model.config.vocab;
     let mut writer = a.save_logits.as_deref().map(|p| LogitWriter::create(p, vocab)).transpose()?;
     let mut reader = a.kld_base.as_deref().map(|p| LogitReader::open(p, vocab)).transpose()?;
-    let (mut kld_sum, mut top1, mut base_nll, mut rows) = (0f64, 0usize, 0f64, 0usize);
+    let mut cmp = KldStats::default();
     let pb = ProgressBar::new(n as u64);
     pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} windows  {msg}  [{elapsed}<{eta}]").expect("valid template"));
     let kind = a.model.cache_kind()?;
@@ -96,12 +95,7 @@ fn ppl(a: PplArgs) -> Result<()> {
                     w.row(row, target)?;
                 }
                 if let Some(r) = reader.as_mut() {
-                    let base = r.next_row()?;
-                    kld_sum += kld_vs(&base, row);
-                    base_nll += base.nll;
-                    let base_top = argmax(&base.logp);
-                    top1 += (argmax(row) == base_top) as usize;
-                    rows += 1;
+                    cmp.add(&r.next_row()?, row);
                 }
             }
             pb.inc(1);
@@ -121,12 +115,11 @@ fn ppl(a: PplArgs) -> Result<()> {
         seconds: t.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    if rows > 0 {
-        let base_ppl = (base_nll / rows as f64).exp();
-        r.base_ppl = Some(base_ppl);
-        r.delta_ppl_pct = Some(100.0 * (rep.ppl / base_ppl - 1.0));
-        r.mean_kld = Some(kld_sum / rows as f64);
-        r.top1_agreement = Some(top1 as f64 / rows as f64);
+    if cmp.rows > 0 {
+        r.base_ppl = Some(cmp.base_ppl());
+        r.delta_ppl_pct = Some(100.0 * (rep.ppl / cmp.base_ppl() - 1.0));
+        r.mean_kld = Some(cmp.mean_kld());
+        r.top1_agreement = Some(cmp.top1());
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

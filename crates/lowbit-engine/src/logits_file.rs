@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{malformed, EngineError, Result};
 use crate::eval::{nll, row_stats};
+use crate::sample::argmax;
 
 const MAGIC: &[u8; 8] = b"LBLOGIT1";
 
@@ -108,4 +109,32 @@ pub fn kld_vs(base: &BaseRow, test: &[f32]) -> f64 {
         k += lpb.exp() * (lpb - lpt);
     }
     k.max(0.0)
+}
+
+/// Running comparison of test logits against saved base rows: mean KLD,
+/// top-1 agreement and the base's mean NLL (for ΔPPL).
+#[derive(Clone, Debug, Default)]
+pub struct KldStats {
+    pub rows: usize,
+    kld_sum: f64,
+    top1: usize,
+    base_nll_sum: f64,
+}
+
+impl KldStats {
+    pub fn add(&mut self, base: &BaseRow, test: &[f32]) {
+        self.kld_sum += kld_vs(base, test);
+        self.base_nll_sum += base.nll;
+        self.top1 += (argmax(&base.logp) == argmax(test)) as usize;
+        self.rows += 1;
+    }
+    pub fn mean_kld(&self) -> f64 {
+        self.kld_sum / self.rows.max(1) as f64
+    }
+    pub fn top1(&self) -> f64 {
+        self.top1 as f64 / self.rows.max(1) as f64
+    }
+    pub fn base_ppl(&self) -> f64 {
+        (self.base_nll_sum / self.rows.max(1) as f64).exp()
+    }
 }

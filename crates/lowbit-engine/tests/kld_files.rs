@@ -4,25 +4,21 @@
 //! positive KLD. On stories260K and TinyStories text.
 
 use lowbit_engine::eval::perplexity;
-use lowbit_engine::logits_file::{kld_vs, LogitReader, LogitWriter};
-use lowbit_engine::sample::argmax;
+use lowbit_engine::logits_file::{KldStats, LogitReader, LogitWriter};
 use lowbit_engine::{loader, CacheKind, Model};
 
 fn run(model: &Model, tokens: &[u32], save: Option<&std::path::Path>, base: Option<&std::path::Path>) -> (f64, f64, f64) {
     let vocab = model.config.vocab;
     let mut w = save.map(|p| LogitWriter::create(p, vocab).unwrap());
     let mut r = base.map(|p| LogitReader::open(p, vocab).unwrap());
-    let (mut kld, mut top1, mut rows) = (0f64, 0usize, 0usize);
+    let mut cmp = KldStats::default();
     let rep = perplexity(model, tokens, 128, Some(4), Some(1), &|| model.new_cache(CacheKind::F32, 128), |_, scored, targets| {
         for (row, &t) in scored.chunks_exact(vocab).zip(targets) {
             if let Some(w) = w.as_mut() {
                 w.row(row, t)?;
             }
             if let Some(r) = r.as_mut() {
-                let b = r.next_row()?;
-                kld += kld_vs(&b, row);
-                top1 += (argmax(&b.logp) == argmax(row)) as usize;
-                rows += 1;
+                cmp.add(&r.next_row()?, row);
             }
         }
         Ok(())
@@ -31,7 +27,7 @@ fn run(model: &Model, tokens: &[u32], save: Option<&std::path::Path>, base: Opti
     if let Some(w) = w {
         w.finish().unwrap();
     }
-    (rep.ppl, kld / rows.max(1) as f64, top1 as f64 / rows.max(1) as f64)
+    (rep.ppl, cmp.mean_kld(), cmp.top1())
 }
 
 #[test]
