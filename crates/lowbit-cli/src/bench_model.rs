@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::model_args::{mib, peak_rss, ModelArgs};
+use crate::timing::median;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,11 +34,6 @@ struct Report {
     decode_tok_s: f64,
     weight_mib: f64,
     peak_rss_mib: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 pub fn run(a: Args) -> Result<()> {

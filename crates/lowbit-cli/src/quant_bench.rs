@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::hint::black_box;
 
 use crate::real_weights::{self, Tensor};
-use crate::timing::{median_secs, share};
+use crate::timing::{median, median_secs, share};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -156,11 +156,6 @@ fn measure(f: &Format, x: &[f32], y: &[f32], repeats: usize) -> Result<Row> {
         }));
     }
     Ok(row)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// View validated ggml bytes as candle's block structs (identical repr(C)

@@ -36,9 +36,13 @@ pub fn median_secs(threads: usize, repeats: usize, work: impl Fn(usize, usize) +
     let iters = ((MIN_RUN_SECS / once.max(1e-9)).ceil() as usize).clamp(1, 100_000);
     // A full-length untimed run first, so every core is awake and clocked up.
     run(iters);
-    let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| run(iters)).collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[times.len() / 2]
+    median((0..repeats.max(1)).map(|_| run(iters)).collect())
+}
+
+/// The middle value (upper middle for an even count) of a non-empty list.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// The share of `blocks` blocks that thread `i` of `n` owns.
