@@ -2,6 +2,8 @@
 //! full-precision caches (f32, f16). Attention is a method of the cache so a
 //! compressed cache can score keys on its own representation.
 
+use std::borrow::Cow;
+
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -43,23 +45,26 @@ impl KvShape {
 /// Element storage of a plain cache.
 pub trait Elem: Copy + Send + Sync + Default {
     fn from_f32(v: f32) -> Self;
-    /// Widen a row (vectorized for f16 through `half`'s F16C path).
-    fn widen(src: &[Self], dst: &mut [f32]);
+    /// Rows as f32: borrowed when stored as f32, else widened (vectorized
+    /// for f16 through `half`'s F16C path).
+    fn widen(src: &[Self]) -> Cow<'_, [f32]>;
 }
 impl Elem for f32 {
     fn from_f32(v: f32) -> Self {
         v
     }
-    fn widen(src: &[Self], dst: &mut [f32]) {
-        dst.copy_from_slice(src)
+    fn widen(src: &[Self]) -> Cow<'_, [f32]> {
+        Cow::Borrowed(src)
     }
 }
 impl Elem for f16 {
     fn from_f32(v: f32) -> Self {
         f16::from_f32(v)
     }
-    fn widen(src: &[Self], dst: &mut [f32]) {
-        src.convert_to_f32_slice(dst)
+    fn widen(src: &[Self]) -> Cow<'_, [f32]> {
+        let mut out = vec![0f32; src.len()];
+        src.convert_to_f32_slice(&mut out);
+        Cow::Owned(out)
     }
 }
 
@@ -112,16 +117,11 @@ impl<T: Elem> DenseCache<T> {
 }
 
 impl<T: Elem> DenseCache<T> {
-    /// Keys and values of positions 0..len of `layer` as f32 (borrowed for
-    /// f32 storage would be nicer; one widening per call is cheap next to
-    /// the attention itself).
-    fn widened(&self, layer: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+    /// Keys and values of positions 0..len of `layer` as f32, widened once
+    /// per call for every head that reads them.
+    fn widened(&self, layer: usize, len: usize) -> (Cow<'_, [f32]>, Cow<'_, [f32]>) {
         let d = self.shape.kv_dim();
-        let mut k = vec![0f32; len * d];
-        let mut v = vec![0f32; len * d];
-        T::widen(&self.k[layer][..len * d], &mut k);
-        T::widen(&self.v[layer][..len * d], &mut v);
-        (k, v)
+        (T::widen(&self.k[layer][..len * d]), T::widen(&self.v[layer][..len * d]))
     }
 }
 
