@@ -39,7 +39,7 @@ struct Report {
 pub fn run(a: Args) -> Result<()> {
     let l = a.model.load()?;
     let m = &l.model;
-    let kind = a.model.cache_kind()?;
+    let policy = a.model.policy()?;
     let ctx = a.prefill + a.decode + 1;
     anyhow::ensure!(ctx <= m.config.max_seq, "prefill + decode = {} exceeds the model's context {}", ctx - 1, m.config.max_seq);
     // Deterministic pseudo-random tokens, as llama-bench uses.
@@ -47,11 +47,11 @@ pub fn run(a: Args) -> Result<()> {
     let tokens: Vec<u32> = (0..a.prefill).map(|_| (rng.next_u64() % m.config.vocab as u64) as u32).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for _ in 0..a.repeats.max(1) {
-        let mut cache = m.new_cache(kind, ctx);
+        let mut cache = m.new_cache(&policy, ctx)?;
         let t = Instant::now();
         m.forward(&tokens, 0, cache.as_mut(), false)?;
         pp.push(a.prefill as f64 / t.elapsed().as_secs_f64());
-        let mut cache = m.new_cache(kind, ctx);
+        let mut cache = m.new_cache(&policy, ctx)?;
         let t = Instant::now();
         for i in 0..a.decode {
             m.forward(&tokens[i % tokens.len()..i % tokens.len() + 1], i, cache.as_mut(), false)?;

@@ -80,7 +80,8 @@ fn ppl(a: PplArgs) -> Result<()> {
     let mut cmp = KldStats::default();
     let pb = ProgressBar::new(n as u64);
     pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} windows  {msg}  [{elapsed}<{eta}]").expect("valid template"));
-    let kind = a.model.cache_kind()?;
+    let policy = a.model.policy()?;
+    l.model.new_cache(&policy, a.ctx)?;
     let t = Instant::now();
     let rep = perplexity(
         &l.model,
@@ -88,7 +89,7 @@ fn ppl(a: PplArgs) -> Result<()> {
         a.ctx,
         Some(n),
         if adds_bos { l.tokenizer.bos() } else { None },
-        &|| l.model.new_cache(kind, a.ctx),
+        &|| l.model.new_cache(&policy, a.ctx),
         |_, scored, targets| {
             for (row, &target) in scored.chunks_exact(vocab).zip(targets) {
                 if let Some(w) = writer.as_mut() {

@@ -45,7 +45,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let prompt = l.tokenizer.encode(&text, l.tokenizer.adds_bos())?;
     let ctx = a.ctx.unwrap_or(prompt.len() + a.max_tokens + 1).min(l.model.config.max_seq);
-    let mut cache = l.model.new_cache(a.model.cache_kind()?, ctx);
+    let mut cache = l.model.new_cache(&a.model.policy()?, ctx)?;
     let mut sampler = Sampler::new(a.temperature, a.top_p, a.seed);
     if !a.chat {
         print!("{}", a.prompt);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use lowbit_engine::loader::{self, Loaded};
-use lowbit_engine::CacheKind;
+use lowbit_engine::Policy;
 
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
@@ -15,7 +15,9 @@ pub struct ModelArgs {
     /// Tokenizer file for llama2.c checkpoints (default: tok<vocab>.bin beside the model).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// KV cache: f16 (llama.cpp's default) or f32.
+    /// KV-cache policy: f16 (llama.cpp's default), f32, or a compressed
+    /// policy such as `q8_0`, `k=turbo4,v=turbo3`, `kivi2:g32,window=128`
+    /// (grammar: `lowbit kv-report --help`).
     #[arg(long, default_value = "f16")]
     pub kv: String,
     /// Re-store every weight matrix in this format after loading (any spec
@@ -49,12 +51,8 @@ impl ModelArgs {
         Ok(l)
     }
 
-    pub fn cache_kind(&self) -> Result<CacheKind> {
-        match self.kv.as_str() {
-            "f16" => Ok(CacheKind::F16),
-            "f32" => Ok(CacheKind::F32),
-            other => anyhow::bail!("--kv `{other}`: expected f16 or f32 (compressed caches arrive with lowbit-kv)"),
-        }
+    pub fn policy(&self) -> Result<Policy> {
+        Policy::parse(&self.kv).context("--kv")
     }
 }
 

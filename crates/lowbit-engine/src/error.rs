@@ -23,6 +23,8 @@ pub enum EngineError {
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
     #[error(transparent)]
+    Kv(#[from] lowbit_kv::KvError),
+    #[error(transparent)]
     Quant(#[from] lowbit_quant::QuantError),
 }
 

@@ -59,7 +59,7 @@ pub fn perplexity(
     ctx: usize,
     max_chunks: Option<usize>,
     bos: Option<u32>,
-    new_cache: &dyn Fn() -> Box<dyn KvCache>,
+    new_cache: &dyn Fn() -> Result<Box<dyn KvCache>>,
     mut on_chunk: impl FnMut(usize, &[f32], &[u32]) -> Result<()>,
 ) -> Result<PplReport> {
     if ctx < 4 || ctx > model.config.max_seq {
@@ -80,7 +80,7 @@ pub fn perplexity(
         if let Some(b) = bos {
             window[0] = b;
         }
-        let mut cache = new_cache();
+        let mut cache = new_cache()?;
         let logits = model.forward(&window, 0, cache.as_mut(), true)?;
         let scored = &logits[first * vocab..(ctx - 1) * vocab];
         for (j, row) in scored.chunks_exact(vocab).enumerate() {
@@ -101,7 +101,7 @@ pub fn perplexity(
 /// ctx/2: later windows keep half a window of context, start with BOS in
 /// place of their first token (as llama.cpp does), and score only the new
 /// half.
-pub fn documents_nll(model: &Model, docs: &[Vec<u32>], ctx: usize, bos: Option<u32>, new_cache: &dyn Fn() -> Box<dyn KvCache>) -> Result<(f64, usize)> {
+pub fn documents_nll(model: &Model, docs: &[Vec<u32>], ctx: usize, bos: Option<u32>, new_cache: &dyn Fn() -> Result<Box<dyn KvCache>>) -> Result<(f64, usize)> {
     let vocab = model.config.vocab;
     let (mut total, mut count) = (0f64, 0usize);
     let stride = ctx / 2;
@@ -120,7 +120,7 @@ pub fn documents_nll(model: &Model, docs: &[Vec<u32>], ctx: usize, bos: Option<u
             }
             // Positions already scored by the previous window are skipped.
             let first = if start == 0 { 0 } else { ctx - stride - 1 };
-            let mut cache = new_cache();
+            let mut cache = new_cache()?;
             let logits = model.forward(&w, 0, cache.as_mut(), true)?;
             for j in first..w.len() - 1 {
                 total += nll(&logits[j * vocab..(j + 1) * vocab], w[j + 1]);

@@ -7,10 +7,11 @@
 pub mod chat;
 pub mod config;
 pub mod error;
+/// The KV-cache interface and policies (lowbit-kv).
+pub use lowbit_kv as kv;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
-pub mod kv;
 pub mod llama2c;
 pub mod loader;
 pub mod logits_file;
@@ -21,5 +22,6 @@ pub mod sample;
 pub mod tokenizer;
 
 pub use error::{EngineError, Result};
-pub use model::{CacheKind, Model};
+pub use lowbit_kv::Policy;
+pub use model::Model;
 pub use tokenizer::Tokenizer;

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::error::{EngineError, Result};
-use crate::kv::{F16Cache, F32Cache, KvCache, KvShape};
+use crate::kv::{KvCache, KvShape, Policy};
 use crate::matrix::QMatrix;
 
 pub struct Layer {
@@ -116,13 +116,6 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// Which plain cache to allocate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheKind {
-    F32,
-    F16,
-}
-
 impl Model {
     /// A copy with every matrix re-stored in `format` (e.g. `f32` for an
     /// unquantized-activation reference, or a lower-bit format).
@@ -162,11 +155,9 @@ impl Model {
         KvShape { n_layers: c.n_layers, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim(), max_seq }
     }
 
-    pub fn new_cache(&self, kind: CacheKind, max_seq: usize) -> Box<dyn KvCache> {
-        match kind {
-            CacheKind::F32 => Box::new(F32Cache::new(self.kv_shape(max_seq))),
-            CacheKind::F16 => Box::new(F16Cache::new(self.kv_shape(max_seq))),
-        }
+    /// A KV cache of `max_seq` positions following `policy`.
+    pub fn new_cache(&self, policy: &Policy, max_seq: usize) -> Result<Box<dyn KvCache>> {
+        Ok(lowbit_kv::new_cache(self.kv_shape(max_seq), policy)?)
     }
 
     fn check_token(&self, t: u32) -> Result<()> {
@@ -225,8 +216,8 @@ impl Model {
                 add_bias(vi, &layer.bias_v);
                 rope(qi, pos0 + i, hd, c.rope_theta, c.rope_neox);
                 rope(ki, pos0 + i, hd, c.rope_theta, c.rope_neox);
-                cache.store(l, pos0 + i, ki, vi);
             }
+            cache.store(l, pos0, &k, &v);
             if n == 1 {
                 cache.attend(l, pos0, &q, &mut att);
             } else {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lowbit_engine::{loader, CacheKind, EngineError};
+use lowbit_engine::{loader, EngineError, Policy};
 
 fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lowbit-bad-models-{}", std::process::id()));
@@ -75,7 +75,7 @@ fn unsupported_architecture_is_named() {
 fn prompts_longer_than_the_context_are_errors() {
     let Ok(m) = lowbit_assets::data_file("models/stories260K.bin") else { return eprintln!("SKIPPED: no stories260K") };
     let l = loader::load(&m, None).unwrap();
-    let mut cache = l.model.new_cache(CacheKind::F32, 16);
+    let mut cache = l.model.new_cache(&Policy::f32(), 16).unwrap();
     let prompt: Vec<u32> = (0..20).map(|i| 300 + i).collect();
     match l.model.forward(&prompt, 0, cache.as_mut(), false) {
         Err(EngineError::ContextOverflow { tokens: 20, ctx: 16 }) => {}

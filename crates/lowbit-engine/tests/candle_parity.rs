@@ -19,7 +19,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use lowbit_engine::gguf;
-use lowbit_engine::CacheKind;
+use lowbit_engine::Policy;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -48,11 +48,11 @@ fn last_token_logits_match_candle_transformers() {
     ];
     for p in prompts {
         let ids = ours.tokenizer.encode(p, false).unwrap();
-        let mut cache = ours.model.new_cache(CacheKind::F32, 64);
+        let mut cache = ours.model.new_cache(&Policy::f32(), 64).unwrap();
         let a = ours.model.forward(&ids, 0, cache.as_mut(), false).unwrap();
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let b: Vec<f32> = theirs.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
-        let mut cache = exact.new_cache(CacheKind::F32, 64);
+        let mut cache = exact.new_cache(&Policy::f32(), 64).unwrap();
         let e = exact.forward(&ids, 0, cache.as_mut(), false).unwrap();
         let c = cosine(&a, &b);
         let (ta, tb) = (lowbit_engine::sample::argmax(&a), lowbit_engine::sample::argmax(&b));

@@ -7,7 +7,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use lowbit_engine::sample::Sampler;
-use lowbit_engine::{gguf, CacheKind};
+use lowbit_engine::{gguf, Policy};
 
 const REFERENCE: [u32; 69] = [
     1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292,
@@ -85,7 +85,7 @@ fn sentencepiece_gguf_matches_the_llama2c_checkpoint() {
     let g = gguf::load(&path).unwrap();
     let prompt = g.tokenizer.encode("Once upon a time", true).unwrap();
     assert_eq!(prompt, REFERENCE[..5]);
-    let mut cache = g.model.new_cache(CacheKind::F32, 128);
+    let mut cache = g.model.new_cache(&Policy::f32(), 128).unwrap();
     let mut s = Sampler::greedy();
     let (out, _) = lowbit_engine::generate::generate(&g.model, &g.tokenizer, &prompt, 64, &mut s, cache.as_mut(), |_| {}).unwrap();
     let all: Vec<u32> = prompt.into_iter().chain(out).collect();

@@ -5,14 +5,14 @@
 
 use lowbit_engine::eval::perplexity;
 use lowbit_engine::logits_file::{KldStats, LogitReader, LogitWriter};
-use lowbit_engine::{loader, CacheKind, Model};
+use lowbit_engine::{loader, Model, Policy};
 
 fn run(model: &Model, tokens: &[u32], save: Option<&std::path::Path>, base: Option<&std::path::Path>) -> (f64, f64, f64) {
     let vocab = model.config.vocab;
     let mut w = save.map(|p| LogitWriter::create(p, vocab).unwrap());
     let mut r = base.map(|p| LogitReader::open(p, vocab).unwrap());
     let mut cmp = KldStats::default();
-    let rep = perplexity(model, tokens, 128, Some(4), Some(1), &|| model.new_cache(CacheKind::F32, 128), |_, scored, targets| {
+    let rep = perplexity(model, tokens, 128, Some(4), Some(1), &|| model.new_cache(&Policy::f32(), 128), |_, scored, targets| {
         for (row, &t) in scored.chunks_exact(vocab).zip(targets) {
             if let Some(w) = w.as_mut() {
                 w.row(row, t)?;

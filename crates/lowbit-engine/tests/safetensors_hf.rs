@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use lowbit_engine::sample::Sampler;
-use lowbit_engine::{loader, CacheKind};
+use lowbit_engine::{loader, Policy};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -82,7 +82,7 @@ fn write_hf(dir: &Path, checkpoint: &Path, f16: bool) {
 fn greedy(dir: &Path, tok: &Path) -> Vec<u32> {
     let l = loader::load(dir, Some(tok)).unwrap();
     let prompt = l.tokenizer.encode("Once upon a time", true).unwrap();
-    let mut cache = l.model.new_cache(CacheKind::F32, 128);
+    let mut cache = l.model.new_cache(&Policy::f32(), 128).unwrap();
     let mut s = Sampler::greedy();
     let (out, _) = lowbit_engine::generate::generate(&l.model, &l.tokenizer, &prompt, 64, &mut s, cache.as_mut(), |_| {}).unwrap();
     prompt.into_iter().chain(out).collect()

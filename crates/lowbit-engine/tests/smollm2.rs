@@ -3,7 +3,7 @@
 
 use lowbit_engine::gguf::{self, GgufModel};
 use lowbit_engine::sample::Sampler;
-use lowbit_engine::CacheKind;
+use lowbit_engine::Policy;
 
 fn load() -> Option<GgufModel> {
     match lowbit_assets::smollm2_gguf() {
@@ -37,7 +37,7 @@ fn greedy_capital_of_france() {
     let Some(g) = load() else { return };
     let m = &g.model;
     let prompt = g.tokenizer.encode("The capital of France is", false).unwrap();
-    let mut cache = m.new_cache(CacheKind::F32, 256);
+    let mut cache = m.new_cache(&Policy::f32(), 256).unwrap();
     let mut logits = m.forward(&prompt, 0, cache.as_mut(), false).unwrap();
     let mut out = Vec::new();
     let mut s = Sampler::greedy();
@@ -64,7 +64,7 @@ fn wikitext2_perplexity_first_10_chunks_matches_llama_cpp() {
     assert!(!g.tokenizer.adds_bos(), "SmolLM2's GGUF says add_bos_token = false");
     let tokens = g.tokenizer.encode(&text, false).unwrap();
     let m = &g.model;
-    let rep = lowbit_engine::eval::perplexity(m, &tokens, 512, Some(10), None, &|| m.new_cache(CacheKind::F16, 512), |_, _, _| Ok(()))
+    let rep = lowbit_engine::eval::perplexity(m, &tokens, 512, Some(10), None, &|| m.new_cache(&Policy::f16(), 512), |_, _, _| Ok(()))
         .unwrap();
     eprintln!("SmolLM2 WikiText-2 ctx 512, 10 chunks: PPL {:.4} (llama.cpp 27.97)", rep.ppl);
     assert_eq!(rep.scored_tokens, 10 * 255);

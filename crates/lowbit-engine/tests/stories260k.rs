@@ -3,7 +3,7 @@
 
 use lowbit_engine::sample::Sampler;
 use lowbit_engine::tokenizer::{llama2c::Llama2cTokenizer, Tokenizer};
-use lowbit_engine::{CacheKind, Model};
+use lowbit_engine::{Model, Policy};
 
 fn load() -> Option<(Model, Tokenizer)> {
     let (m, t) = match (lowbit_assets::data_file("models/stories260K.bin"), lowbit_assets::data_file("models/tok512.bin")) {
@@ -29,7 +29,7 @@ fn greedy_continuation_matches_llama2c_reference() {
     let Some((model, tok)) = load() else { return };
     let prompt = tok.encode("Once upon a time", true).unwrap();
     assert_eq!(prompt, REFERENCE[..5]);
-    let mut cache = model.new_cache(CacheKind::F32, model.config.max_seq);
+    let mut cache = model.new_cache(&Policy::f32(), model.config.max_seq).unwrap();
     let mut logits = model.forward(&prompt, 0, cache.as_mut(), false).unwrap();
     let mut out = prompt.clone();
     let mut s = Sampler::greedy();
@@ -67,7 +67,7 @@ fn validation_nll() {
     assert_eq!(docs.len(), 1000);
     let ctx = model.config.max_seq;
     let nll = |d: &[Vec<u32>]| {
-        lowbit_engine::eval::documents_nll(&model, d, ctx, tok.bos(), &|| model.new_cache(CacheKind::F32, ctx)).unwrap()
+        lowbit_engine::eval::documents_nll(&model, d, ctx, tok.bos(), &|| model.new_cache(&Policy::f32(), ctx)).unwrap()
     };
     let (head, n_head) = nll(&docs[..400]);
     let (rest, n_rest) = nll(&docs[400..]);

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::error::{QuantError, Result};
+use crate::rot::rht::Rht;
 use crate::spec::Spec;
 
 /// The quantized activation format a codec's integer dot product expects.
@@ -33,6 +34,18 @@ pub trait Codec: Send + Sync {
     fn encode(&self, x: &[f32], importance: Option<&[f32]>, out: &mut [u8]);
     /// Decode whole blocks.
     fn decode(&self, codes: &[u8], out: &mut [f32]);
+    /// The orthonormal rotation a codec applies before coding (TurboQuant,
+    /// PolarQuant), so a caller can rotate a query once and work in the
+    /// rotated domain through [`Codec::decode_rotated`].
+    fn rotation(&self) -> Option<&Rht> {
+        None
+    }
+    /// Decode whole blocks but stop in the rotated domain:
+    /// `decode = rotation().inverse ∘ decode_rotated`. Only called when
+    /// [`Codec::rotation`] is `Some`.
+    fn decode_rotated(&self, _codes: &[u8], _out: &mut [f32]) {
+        unreachable!("decode_rotated is only called when rotation() is Some")
+    }
     /// Whether `encode` uses importance weights.
     fn supports_importance(&self) -> bool {
         false

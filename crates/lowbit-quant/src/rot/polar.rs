@@ -62,6 +62,15 @@ impl Codec for Polar {
         }
     }
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
+        self.decode_rotated(codes, out);
+        for y in out.chunks_exact_mut(self.dim) {
+            self.rht.inverse(y);
+        }
+    }
+    fn rotation(&self) -> Option<&Rht> {
+        Some(&self.rht)
+    }
+    fn decode_rotated(&self, codes: &[u8], out: &mut [f32]) {
         let mut c = vec![0u8; self.dim / 2];
         let na = (1u32 << self.angle_bits) as f32;
         let amask = (1u8 << self.angle_bits) - 1;
@@ -74,7 +83,6 @@ impl Codec for Polar {
                 p[0] = r * theta.cos();
                 p[1] = r * theta.sin();
             }
-            self.rht.inverse(y);
         }
     }
 }

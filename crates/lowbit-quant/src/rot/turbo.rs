@@ -103,6 +103,20 @@ impl Codec for TurboMse {
             self.rht.inverse(y);
         }
     }
+    fn rotation(&self) -> Option<&Rht> {
+        Some(&self.rht)
+    }
+    fn decode_rotated(&self, codes: &[u8], out: &mut [f32]) {
+        let mut c = vec![0u8; self.dim];
+        let inv = 1.0 / (self.dim as f32).sqrt();
+        for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.dim)) {
+            unpack(&b[2..], self.bits, &mut c);
+            let s = get_f16(b, 0) * inv;
+            for (o, &ci) in y.iter_mut().zip(&c) {
+                *o = self.cb.levels[ci as usize] * s;
+            }
+        }
+    }
     fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
         let mut c = vec![0u8; self.dim];
         let mut q = vec![0f32; self.dim];
@@ -157,6 +171,15 @@ impl Codec for TurboIp {
         }
     }
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
+        self.decode_rotated(codes, out);
+        for y in out.chunks_exact_mut(self.mse.dim) {
+            self.mse.rht.inverse(y);
+        }
+    }
+    fn rotation(&self) -> Option<&Rht> {
+        Some(&self.mse.rht)
+    }
+    fn decode_rotated(&self, codes: &[u8], out: &mut [f32]) {
         let d = self.mse.dim;
         let cb = self.mse.code_bytes();
         let inv = 1.0 / (d as f32).sqrt();
@@ -171,7 +194,6 @@ impl Codec for TurboIp {
             for v in y.iter_mut() {
                 *v *= norm;
             }
-            self.mse.rht.inverse(y);
         }
     }
 }

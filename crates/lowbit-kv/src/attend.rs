@@ -1,0 +1,135 @@
+//! Attention as a running (online) softmax over row chunks, the
+//! flash-attention recurrence: a query head folds in keys and values a
+//! chunk at a time, so no cache is ever widened whole, and partial states
+//! over different token ranges merge exactly. Values coded in a rotated
+//! domain accumulate there and are rotated back once, in [`HeadAcc::finish`].
+
+use lowbit_quant::rot::rht::Rht;
+use lowbit_quant::simd::dot_f32;
+
+/// The running state of one query head.
+#[derive(Clone, Debug)]
+pub struct HeadAcc {
+    max: f32,
+    sum: f32,
+    plain: Vec<f32>,
+    rotated: Vec<f32>,
+}
+
+impl HeadAcc {
+    pub fn new(d: usize) -> HeadAcc {
+        HeadAcc { max: f32::NEG_INFINITY, sum: 0.0, plain: vec![0.0; d], rotated: Vec::new() }
+    }
+
+    fn rescale(&mut self, new_max: f32) {
+        if new_max > self.max {
+            let f = (self.max - new_max).exp();
+            self.sum *= f;
+            self.plain.iter_mut().for_each(|v| *v *= f);
+            self.rotated.iter_mut().for_each(|v| *v *= f);
+            self.max = new_max;
+        }
+    }
+
+    /// Fold in rows: `keys` and `vals` hold n rows of d; `q` is in the
+    /// keys' domain and pre-scaled by 1/√d; values go to the rotated
+    /// accumulator when `rotated`. `scores` is scratch of ≥ n floats.
+    pub fn absorb(&mut self, q: &[f32], keys: &[f32], vals: &[f32], rotated: bool, scores: &mut [f32]) {
+        let d = q.len();
+        let n = keys.len() / d;
+        let scores = &mut scores[..n];
+        let mut mx = f32::NEG_INFINITY;
+        for (s, k) in scores.iter_mut().zip(keys.chunks_exact(d)) {
+            *s = dot_f32(q, k);
+            mx = mx.max(*s);
+        }
+        self.rescale(mx);
+        if rotated && self.rotated.is_empty() {
+            self.rotated = vec![0.0; d];
+        }
+        let acc = if rotated { &mut self.rotated } else { &mut self.plain };
+        for (s, v) in scores.iter_mut().zip(vals.chunks_exact(d)) {
+            let p = (*s - self.max).exp();
+            self.sum += p;
+            axpy(p, v, acc);
+        }
+    }
+
+    /// Merge another state over a disjoint token range.
+    pub fn merge(&mut self, o: &HeadAcc) {
+        if o.sum == 0.0 {
+            return;
+        }
+        self.rescale(o.max);
+        let f = (o.max - self.max).exp();
+        self.sum += o.sum * f;
+        axpy(f, &o.plain, &mut self.plain);
+        if !o.rotated.is_empty() {
+            if self.rotated.is_empty() {
+                self.rotated = vec![0.0; o.rotated.len()];
+            }
+            axpy(f, &o.rotated, &mut self.rotated);
+        }
+    }
+
+    /// The attention output: plain part plus the rotated part rotated back.
+    pub fn finish(mut self, rot: Option<&Rht>, out: &mut [f32]) {
+        if !self.rotated.is_empty() {
+            rot.expect("a rotated accumulator has a rotation").inverse(&mut self.rotated);
+            for (p, r) in self.plain.iter_mut().zip(&self.rotated) {
+                *p += r;
+            }
+        }
+        let inv = if self.sum > 0.0 { 1.0 / self.sum } else { 0.0 };
+        for (o, p) in out.iter_mut().zip(&self.plain) {
+            *o = p * inv;
+        }
+    }
+}
+
+/// y += a·x
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(q: &[f32], keys: &[f32], vals: &[f32]) -> Vec<f32> {
+        let d = q.len();
+        let s: Vec<f32> = keys.chunks_exact(d).map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum()).collect();
+        let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = s.iter().map(|v| (v - m).exp()).collect();
+        let z: f32 = e.iter().sum();
+        let mut out = vec![0f32; d];
+        for (w, v) in e.iter().zip(vals.chunks_exact(d)) {
+            axpy(w / z, v, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn chunked_and_merged_equals_one_softmax() {
+        let d = 16;
+        let n = 37;
+        let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.7).sin()).collect();
+        let keys: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.13).cos() * 3.0).collect();
+        let vals: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.29).sin()).collect();
+        let want = naive(&q, &keys, &vals);
+        let mut scores = vec![0f32; n];
+        let (mut a, mut b) = (HeadAcc::new(d), HeadAcc::new(d));
+        a.absorb(&q, &keys[..5 * d], &vals[..5 * d], false, &mut scores);
+        a.absorb(&q, &keys[5 * d..20 * d], &vals[5 * d..20 * d], false, &mut scores);
+        b.absorb(&q, &keys[20 * d..], &vals[20 * d..], false, &mut scores);
+        a.merge(&b);
+        let mut got = vec![0f32; d];
+        a.finish(None, &mut got);
+        for (x, y) in got.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+}

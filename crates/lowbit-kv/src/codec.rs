@@ -1,0 +1,245 @@
+//! How one plane (keys or values) of one KV head is coded inside a block of
+//! `block` tokens. Per-token codecs wrap a row of lowbit-quant's format
+//! table; KIVI keys are coded per channel across the block's tokens.
+//! Decoding stops in the codec's rotated domain when it has a rotation, so
+//! attention rotates the query once and undoes the rotation once per head.
+
+use std::sync::Arc;
+
+use lowbit_quant::bitpack::{pack, packed_len, unpack};
+use lowbit_quant::rot::rht::Rht;
+use lowbit_quant::{Codec, Format};
+
+use crate::error::{KvError, Result};
+use crate::policy::CodecSpec;
+
+/// Seed of the RHT that `+rht` puts in front of a non-rotating codec.
+const RHT_SEED: u64 = 0x6B76;
+
+pub trait PlaneCodec: Send + Sync {
+    /// Bytes one KV head uses in one block.
+    fn head_bytes(&self) -> usize;
+    /// True when tokens are coded one at a time; false when the whole block
+    /// is coded at once (it must be full).
+    fn per_token(&self) -> bool;
+    /// Code tokens t0.. of one head's region; `x` holds their rows (d each).
+    /// A block codec is called once with t0 = 0 and every row.
+    fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]);
+    /// Decode tokens t0..t1 of one head's region into `out` ((t1−t0)·d), in
+    /// the rotated domain when [`PlaneCodec::rotation`] is `Some`.
+    fn decode(&self, region: &[u8], t0: usize, t1: usize, out: &mut [f32]);
+    fn rotation(&self) -> Option<&Rht>;
+}
+
+/// Build the codec of one plane; `None` for f16 (kept raw).
+pub fn build(spec: &CodecSpec, is_key: bool, head_dim: usize, block: usize) -> Result<Option<Arc<dyn PlaneCodec>>> {
+    let shape = |reason: String| KvError::Shape { codec: spec.to_string(), head_dim, reason };
+    Ok(match spec {
+        CodecSpec::F16 => None,
+        CodecSpec::Kivi { bits, group, rht } if is_key => {
+            if *group != block {
+                return Err(shape(format!("KIVI keys need blocks of g{group} tokens but this cache uses blocks of {block}")));
+            }
+            Some(Arc::new(KiviKeys { bits: *bits, block, dim: head_dim, rht: rht.then(|| Rht::new(head_dim, RHT_SEED)) }))
+        }
+        CodecSpec::Kivi { bits, group, rht } => {
+            let g = (*group).min(head_dim);
+            let f = Format::parse(&format!("uniform{bits}:g{g}:asym"))?;
+            Some(Arc::new(TokenCodec::new(f, *rht, head_dim, block).map_err(shape)?))
+        }
+        CodecSpec::Quant { spec, rht } => {
+            let mut s = spec.clone();
+            s.params.dim = head_dim;
+            Some(Arc::new(TokenCodec::new(s.build()?, *rht, head_dim, block).map_err(shape)?))
+        }
+    })
+}
+
+/// A row of the format table applied to each token's head vector.
+pub struct TokenCodec {
+    format: Format,
+    dim: usize,
+    block: usize,
+    token_bytes: usize,
+    /// The `+rht` rotation (rotating codecs bring their own).
+    rht: Option<Rht>,
+}
+
+impl TokenCodec {
+    fn new(format: Format, rht: bool, dim: usize, block: usize) -> std::result::Result<TokenCodec, String> {
+        let token_bytes = format.encoded_len(dim).map_err(|_| format!("{} codes blocks of {} elements", format.name(), format.block_elems()))?;
+        Ok(TokenCodec { rht: rht.then(|| Rht::new(dim, RHT_SEED)), format, dim, block, token_bytes })
+    }
+
+    fn codec(&self) -> &dyn Codec {
+        self.format.codec()
+    }
+}
+
+impl PlaneCodec for TokenCodec {
+    fn head_bytes(&self) -> usize {
+        self.block * self.token_bytes
+    }
+    fn per_token(&self) -> bool {
+        true
+    }
+    fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
+        let tb = self.token_bytes;
+        let mut buf = vec![0f32; self.dim];
+        for (i, row) in x.chunks_exact(self.dim).enumerate() {
+            let out = &mut region[(t0 + i) * tb..(t0 + i + 1) * tb];
+            match &self.rht {
+                Some(r) => {
+                    buf.copy_from_slice(row);
+                    r.forward(&mut buf);
+                    self.codec().encode(&buf, None, out);
+                }
+                None => self.codec().encode(row, None, out),
+            }
+        }
+    }
+    fn decode(&self, region: &[u8], t0: usize, t1: usize, out: &mut [f32]) {
+        let codes = &region[t0 * self.token_bytes..t1 * self.token_bytes];
+        if self.codec().rotation().is_some() {
+            self.codec().decode_rotated(codes, out);
+        } else {
+            self.codec().decode(codes, out);
+        }
+    }
+    fn rotation(&self) -> Option<&Rht> {
+        self.rht.as_ref().or_else(|| self.codec().rotation())
+    }
+}
+
+/// KIVI keys: for each channel, an asymmetric `bits`-bit grid over the
+/// block's tokens (f16 scale and minimum per channel). Region layout:
+/// d × (scale f16, min f16), then each token's d codes packed.
+pub struct KiviKeys {
+    bits: u32,
+    block: usize,
+    dim: usize,
+    rht: Option<Rht>,
+}
+
+impl KiviKeys {
+    fn row_bytes(&self) -> usize {
+        packed_len(self.dim, self.bits)
+    }
+}
+
+impl PlaneCodec for KiviKeys {
+    fn head_bytes(&self) -> usize {
+        4 * self.dim + self.block * self.row_bytes()
+    }
+    fn per_token(&self) -> bool {
+        false
+    }
+    fn encode(&self, x: &[f32], _t0: usize, region: &mut [u8]) {
+        let d = self.dim;
+        let rotated;
+        let x = match &self.rht {
+            Some(r) => {
+                let mut y = x.to_vec();
+                y.chunks_exact_mut(d).for_each(|row| r.forward(row));
+                rotated = y;
+                &rotated[..]
+            }
+            None => x,
+        };
+        let qmax = ((1u32 << self.bits) - 1) as f32;
+        let (head, body) = region.split_at_mut(4 * d);
+        let mut scale = vec![0f32; d];
+        let mut min = vec![0f32; d];
+        for c in 0..d {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for row in x.chunks_exact(d) {
+                lo = lo.min(row[c]);
+                hi = hi.max(row[c]);
+            }
+            // Code against the stored (f16) constants so decode agrees.
+            let s = half::f16::from_f32((hi - lo) / qmax);
+            let m = half::f16::from_f32(lo);
+            head[4 * c..4 * c + 2].copy_from_slice(&s.to_le_bytes());
+            head[4 * c + 2..4 * c + 4].copy_from_slice(&m.to_le_bytes());
+            scale[c] = s.to_f32();
+            min[c] = m.to_f32();
+        }
+        let mut codes = vec![0u8; d];
+        for (row, out) in x.chunks_exact(d).zip(body.chunks_exact_mut(self.row_bytes())) {
+            for (c, code) in codes.iter_mut().enumerate() {
+                let q = if scale[c] > 0.0 { ((row[c] - min[c]) / scale[c]).round() } else { 0.0 };
+                *code = q.clamp(0.0, qmax) as u8;
+            }
+            pack(&codes, self.bits, out);
+        }
+    }
+    fn decode(&self, region: &[u8], t0: usize, t1: usize, out: &mut [f32]) {
+        let d = self.dim;
+        let rb = self.row_bytes();
+        let (head, body) = region.split_at(4 * d);
+        let mut codes = vec![0u8; d];
+        for (t, row) in (t0..t1).zip(out.chunks_exact_mut(d)) {
+            unpack(&body[t * rb..(t + 1) * rb], self.bits, &mut codes);
+            for ((o, &q), c) in row.iter_mut().zip(&codes).zip(head.chunks_exact(4)) {
+                let s = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+                let m = half::f16::from_le_bytes([c[2], c[3]]).to_f32();
+                *o = q as f32 * s + m;
+            }
+        }
+    }
+    fn rotation(&self) -> Option<&Rht> {
+        self.rht.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(spec: &str, is_key: bool) -> f32 {
+        let (d, b) = (64, 32);
+        let c = build(&CodecSpec::parse(spec).unwrap(), is_key, d, b).unwrap().unwrap();
+        let x: Vec<f32> = (0..b * d).map(|i| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * (1.0 + (i % d) as f32 / 16.0)).collect();
+        let mut region = vec![0u8; c.head_bytes()];
+        if c.per_token() {
+            for t in 0..b {
+                c.encode(&x[t * d..(t + 1) * d], t, &mut region);
+            }
+        } else {
+            c.encode(&x, 0, &mut region);
+        }
+        let mut y = vec![0f32; b * d];
+        c.decode(&region, 0, b, &mut y);
+        if let Some(r) = c.rotation() {
+            y.chunks_exact_mut(d).for_each(|row| r.inverse(row));
+        }
+        let err: f32 = x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum();
+        err / x.iter().map(|a| a * a).sum::<f32>()
+    }
+
+    #[test]
+    fn every_codec_roundtrips_with_small_error() {
+        for (spec, key, max) in [
+            ("q8_0", true, 1e-4),
+            ("q4_0", true, 0.02),
+            ("q4_1+rht", true, 0.02),
+            ("kivi4", true, 0.01),
+            ("kivi2+rht", true, 0.2),
+            ("kivi2", false, 0.2),
+            ("turbo4", true, 0.02),
+            ("turbo3p", true, 0.2),
+            ("polar4", false, 0.05),
+        ] {
+            let e = roundtrip(spec, key);
+            assert!(e < max, "{spec}: NMSE {e}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let e = build(&CodecSpec::parse("q8_0").unwrap(), true, 48, 32).err().unwrap().to_string();
+        assert!(e.contains("head_dim 48"), "{e}");
+        let e = build(&CodecSpec::parse("kivi2:g64").unwrap(), true, 64, 32).err().unwrap().to_string();
+        assert!(e.contains("blocks of g64"), "{e}");
+    }
+}

@@ -1,0 +1,618 @@
+//! The paged, compressed KV cache.
+//!
+//! Each layer of a sequence is a table of blocks of `block` tokens taken
+//! from a shared pool. A block holds, per plane (keys, values), the raw f16
+//! rows of tokens not yet coded and the codes of each KV head. Tokens stay
+//! raw while they are among the `window` most recent; older ones are coded
+//! — one at a time for per-token codecs, a whole block at once for KIVI
+//! keys — and a block's raw rows are freed once every token is coded (at
+//! the next store, so the current batch's queries can still see the raw
+//! rows they are entitled to). Blocks are reference-counted: a fork shares
+//! them, and the first write to a shared block copies it.
+
+use std::sync::Arc;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::attend::HeadAcc;
+use crate::cache::{KvCache, KvShape};
+use crate::codec::{self, PlaneCodec};
+use crate::error::{KvError, Result};
+use crate::policy::{CodecSpec, Policy};
+
+/// Block size when no codec asks for another.
+pub const DEFAULT_BLOCK: usize = 32;
+/// Queries per prefill task.
+const QUERY_CHUNK: usize = 16;
+
+type Codec = Option<Arc<dyn PlaneCodec>>;
+
+#[derive(Clone, Default)]
+struct Plane {
+    raw: Vec<f16>,
+    codes: Vec<u8>,
+}
+
+impl Plane {
+    fn bytes(&self) -> usize {
+        self.raw.len() * 2 + self.codes.len()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Block {
+    k: Plane,
+    v: Plane,
+}
+
+/// Blocks, their reference counts and the free list.
+#[derive(Default)]
+struct Pool {
+    blocks: Vec<Block>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+}
+
+impl Pool {
+    fn alloc(&mut self, b: Block) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.blocks[id as usize] = b;
+                self.refs[id as usize] = 1;
+                id
+            }
+            None => {
+                self.blocks.push(b);
+                self.refs.push(1);
+                (self.blocks.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        let r = &mut self.refs[id as usize];
+        *r -= 1;
+        if *r == 0 {
+            self.blocks[id as usize] = Block::default();
+            self.free.push(id);
+        }
+    }
+}
+
+/// One plane's coding state in one layer of one sequence.
+#[derive(Clone, Copy, Default)]
+struct Progress {
+    /// Tokens 0..coded are coded.
+    coded: usize,
+    /// `coded` when the current store batch began: those tokens' raw rows
+    /// may be gone, so every query must use their codes.
+    base: usize,
+    /// Blocks below this index had their raw rows freed.
+    settled: usize,
+}
+
+#[derive(Clone, Default)]
+struct SeqLayer {
+    table: Vec<u32>,
+    len: usize,
+    k: Progress,
+    v: Progress,
+}
+
+struct LayerCodecs {
+    k: Codec,
+    v: Codec,
+}
+
+/// The stored form of one token's plane, for tests and inspection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    /// f16 bits of the token's row (all KV heads).
+    Raw(Vec<u16>),
+    /// Codes: the token's own bytes for a per-token codec, the whole
+    /// block's region for a block codec (all KV heads).
+    Coded(Vec<u8>),
+}
+
+pub struct PagedCache {
+    shape: KvShape,
+    policy: Policy,
+    block: usize,
+    window: usize,
+    layers: Vec<LayerCodecs>,
+    pool: Pool,
+    seqs: Vec<Option<Vec<SeqLayer>>>,
+    active: usize,
+}
+
+impl PagedCache {
+    /// A cache for `policy` with one empty sequence (id 0), selected.
+    pub fn new(shape: KvShape, policy: &Policy) -> Result<PagedCache> {
+        let mut block = None;
+        for l in 0..shape.n_layers {
+            if let CodecSpec::Kivi { group, .. } = policy.layer(l).0 {
+                if block.is_some_and(|b| b != *group) {
+                    return Err(KvError::BadPolicy {
+                        spec: policy.to_string(),
+                        reason: "KIVI keys of different layers need one group size (the block size)".into(),
+                        expected: "one kivi group size for keys",
+                    });
+                }
+                block = Some(*group);
+            }
+        }
+        let block = block.unwrap_or(DEFAULT_BLOCK);
+        let mut layers = Vec::with_capacity(shape.n_layers);
+        for l in 0..shape.n_layers {
+            let (k, v) = policy.layer(l);
+            layers.push(LayerCodecs { k: codec::build(k, true, shape.head_dim, block)?, v: codec::build(v, false, shape.head_dim, block)? });
+        }
+        Ok(PagedCache {
+            shape,
+            policy: policy.clone(),
+            block,
+            window: policy.window,
+            layers,
+            pool: Pool::default(),
+            seqs: vec![Some(vec![SeqLayer::default(); shape.n_layers])],
+            active: 0,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn block_tokens(&self) -> usize {
+        self.block
+    }
+
+    fn seq(&self, id: usize) -> Result<&Vec<SeqLayer>> {
+        self.seqs.get(id).and_then(Option::as_ref).ok_or(KvError::NoSequence(id))
+    }
+
+    /// A new sequence sharing every block of `id` (copy-on-write).
+    pub fn fork(&mut self, id: usize) -> Result<usize> {
+        let s = self.seq(id)?.clone();
+        for l in &s {
+            for &b in &l.table {
+                self.pool.refs[b as usize] += 1;
+            }
+        }
+        self.seqs.push(Some(s));
+        Ok(self.seqs.len() - 1)
+    }
+
+    /// Drop a sequence, returning the blocks no other sequence holds.
+    pub fn free(&mut self, id: usize) -> Result<()> {
+        self.seq(id)?;
+        for l in self.seqs[id].take().unwrap_or_default() {
+            l.table.iter().for_each(|&b| self.pool.release(b));
+        }
+        Ok(())
+    }
+
+    /// Make `id` the sequence [`KvCache`] calls act on.
+    pub fn select(&mut self, id: usize) -> Result<()> {
+        self.seq(id)?;
+        self.active = id;
+        Ok(())
+    }
+
+    /// Positions stored in `layer` of the active sequence.
+    pub fn len(&self, layer: usize) -> usize {
+        self.seqs[self.active].as_ref().map_or(0, |s| s[layer].len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        (0..self.shape.n_layers).all(|l| self.len(l) == 0)
+    }
+
+    /// Blocks held by at least one sequence.
+    pub fn blocks_in_use(&self) -> usize {
+        self.pool.refs.iter().filter(|&&r| r > 0).count()
+    }
+
+    /// Every byte the cache holds: live blocks (raw rows and codes), one
+    /// reference count per pool slot, the block tables of live sequences.
+    pub fn bytes(&self) -> usize {
+        let blocks: usize = self.pool.blocks.iter().map(|b| b.k.bytes() + b.v.bytes()).sum();
+        let tables: usize = self.seqs.iter().flatten().flat_map(|s| s.iter()).map(|l| l.table.len() * 4).sum();
+        blocks + self.pool.refs.len() * 4 + tables
+    }
+
+    /// Free the raw rows of fully coded blocks of every layer (what the next
+    /// store does for its layer), so [`PagedCache::bytes`] shows the steady
+    /// state.
+    pub fn settle_all(&mut self) {
+        for l in 0..self.shape.n_layers {
+            self.settle(l);
+        }
+    }
+
+    /// The stored form of token `t` of `layer` in the active sequence.
+    pub fn stored(&self, layer: usize, t: usize) -> (Stored, Stored) {
+        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let blk = &self.pool.blocks[sl.table[t / self.block] as usize];
+        let lc = &self.layers[layer];
+        let slot = t % self.block;
+        let kvd = self.shape.kv_dim();
+        let form = |plane: &Plane, codec: &Codec, p: &Progress| match codec {
+            Some(c) if t < p.coded => {
+                let hb = c.head_bytes();
+                if c.per_token() {
+                    let tb = hb / self.block;
+                    Stored::Coded((0..self.shape.n_kv_heads).flat_map(|h| plane.codes[h * hb + slot * tb..h * hb + (slot + 1) * tb].to_vec()).collect())
+                } else {
+                    Stored::Coded(plane.codes.clone())
+                }
+            }
+            _ => Stored::Raw(plane.raw[slot * kvd..(slot + 1) * kvd].iter().map(|x| x.to_bits()).collect()),
+        };
+        (form(&blk.k, &lc.k, &sl.k), form(&blk.v, &lc.v, &sl.v))
+    }
+
+    /// Tokens of a plane coded once `len` tokens are stored.
+    fn target(&self, codec: &Codec, len: usize) -> usize {
+        match codec {
+            None => 0,
+            Some(c) => {
+                let old = len.saturating_sub(self.window);
+                if c.per_token() {
+                    old
+                } else {
+                    old / self.block * self.block
+                }
+            }
+        }
+    }
+
+    fn raw_len(&self) -> usize {
+        self.block * self.shape.kv_dim()
+    }
+
+    /// Make block `b` of `layer` private to the active sequence.
+    fn unique(&mut self, layer: usize, b: usize) -> &mut Block {
+        let seq = self.seqs[self.active].as_mut().expect("active sequence");
+        let id = seq[layer].table[b];
+        if self.pool.refs[id as usize] > 1 {
+            let copy = self.pool.blocks[id as usize].clone();
+            self.pool.refs[id as usize] -= 1;
+            let new = self.pool.alloc(copy);
+            self.seqs[self.active].as_mut().expect("active sequence")[layer].table[b] = new;
+            return &mut self.pool.blocks[new as usize];
+        }
+        &mut self.pool.blocks[id as usize]
+    }
+
+    fn settle(&mut self, layer: usize) {
+        let Some(seq) = self.seqs[self.active].as_mut() else { return };
+        let sl = &mut seq[layer];
+        let lc = &self.layers[layer];
+        for (codec, p, is_k) in [(&lc.k, &mut sl.k, true), (&lc.v, &mut sl.v, false)] {
+            if codec.is_none() {
+                continue;
+            }
+            let full = p.coded / self.block;
+            for b in p.settled..full.min(sl.table.len()) {
+                let blk = &mut self.pool.blocks[sl.table[b] as usize];
+                let plane = if is_k { &mut blk.k } else { &mut blk.v };
+                plane.raw = Vec::new();
+            }
+            p.settled = p.settled.max(full);
+            p.base = p.coded;
+        }
+    }
+
+    /// Drop positions from `pos` on in `layer`.
+    fn truncate(&mut self, layer: usize, pos: usize) {
+        let keep = pos.div_ceil(self.block);
+        let seq = self.seqs[self.active].as_mut().expect("active sequence");
+        let sl = &mut seq[layer];
+        for &b in &sl.table[keep..] {
+            self.pool.release(b);
+        }
+        sl.table.truncate(keep);
+        sl.len = pos;
+        let (kc, vc) = (sl.k.coded, sl.v.coded);
+        for (is_k, coded) in [(true, kc), (false, vc)] {
+            let codec = if is_k { self.layers[layer].k.clone() } else { self.layers[layer].v.clone() };
+            let Some(c) = codec else { continue };
+            let mut new = coded.min(pos);
+            if !c.per_token() && coded > pos && pos % self.block != 0 {
+                // A block codec cannot drop part of a block: restore the kept
+                // tokens of the last block to raw rows from their codes.
+                let b = pos / self.block;
+                new = b * self.block;
+                self.uncode_block(layer, b, is_k, &c);
+            }
+            let sl = &mut self.seqs[self.active].as_mut().expect("active sequence")[layer];
+            let p = if is_k { &mut sl.k } else { &mut sl.v };
+            p.coded = new;
+            p.base = new;
+            p.settled = p.settled.min(new / self.block);
+        }
+    }
+
+    fn uncode_block(&mut self, layer: usize, b: usize, is_k: bool, c: &Arc<dyn PlaneCodec>) {
+        let (d, kvd, bt, raw_len) = (self.shape.head_dim, self.shape.kv_dim(), self.block, self.raw_len());
+        let blk = self.unique(layer, b);
+        let plane = if is_k { &mut blk.k } else { &mut blk.v };
+        plane.raw.resize(raw_len, f16::ZERO);
+        let hb = c.head_bytes();
+        let mut rows = vec![0f32; bt * d];
+        for h in 0..kvd / d {
+            c.decode(&plane.codes[h * hb..(h + 1) * hb], 0, bt, &mut rows);
+            for (t, row) in rows.chunks_exact_mut(d).enumerate() {
+                if let Some(r) = c.rotation() {
+                    r.inverse(row);
+                }
+                plane.raw[t * kvd + h * d..t * kvd + (h + 1) * d].convert_from_f32_slice(row);
+            }
+        }
+    }
+
+    /// Code tokens of one plane of `layer` up to `target`.
+    fn code(&mut self, layer: usize, is_k: bool, target: usize) {
+        let codec = if is_k { self.layers[layer].k.clone() } else { self.layers[layer].v.clone() };
+        let Some(c) = codec else { return };
+        let (d, kvd, bt, nh) = (self.shape.head_dim, self.shape.kv_dim(), self.block, self.shape.n_kv_heads);
+        let hb = c.head_bytes();
+        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let mut t = if is_k { sl.k.coded } else { sl.v.coded };
+        let mut rows = vec![0f32; bt * d];
+        while t < target {
+            let b = t / bt;
+            let end = target.min((b + 1) * bt);
+            let blk = self.unique(layer, b);
+            let plane = if is_k { &mut blk.k } else { &mut blk.v };
+            if plane.codes.is_empty() {
+                plane.codes = vec![0; nh * hb];
+            }
+            let (s0, s1) = (t - b * bt, end - b * bt);
+            for h in 0..nh {
+                for (s, row) in (s0..s1).zip(rows.chunks_exact_mut(d)) {
+                    plane.raw[s * kvd + h * d..s * kvd + (h + 1) * d].convert_to_f32_slice(row);
+                }
+                c.encode(&rows[..(s1 - s0) * d], s0, &mut plane.codes[h * hb..(h + 1) * hb]);
+            }
+            t = end;
+        }
+        let sl = &mut self.seqs[self.active].as_mut().expect("active sequence")[layer];
+        let p = if is_k { &mut sl.k } else { &mut sl.v };
+        p.coded = p.coded.max(target);
+    }
+
+    /// Per-query view of which tokens a plane serves coded: tokens below
+    /// the cut-off of query position `p`.
+    fn cutoff(&self, codec: &Codec, prog: &Progress, p: usize) -> usize {
+        match codec {
+            None => 0,
+            Some(_) => self.target(codec, p + 1).max(prog.base).min(prog.coded),
+        }
+    }
+
+    /// Attention of queries at `positions` (q: positions.len() × n_heads·d)
+    /// for KV head `h` over blocks `blocks`; returns one accumulator per
+    /// query and query head of the group.
+    fn head_task(&self, layer: usize, h: usize, positions: &[usize], q: &Prepared, blocks: std::ops::Range<usize>) -> Vec<HeadAcc> {
+        let s = &self.shape;
+        let (d, kvd, g, bt) = (s.head_dim, s.kv_dim(), s.group(), self.block);
+        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let lc = &self.layers[layer];
+        let mut accs = vec![HeadAcc::new(d); positions.len() * g];
+        let (mut kc, mut kr, mut vc, mut vr) = (vec![0f32; bt * d], vec![0f32; bt * d], vec![0f32; bt * d], vec![0f32; bt * d]);
+        let mut scores = vec![0f32; bt];
+        let cuts: Vec<(usize, usize)> = positions.iter().map(|&p| (self.cutoff(&lc.k, &sl.k, p), self.cutoff(&lc.v, &sl.v, p))).collect();
+        let p_max = *positions.iter().max().expect("a query");
+        let (ck_min, cv_min) = (cuts.iter().map(|c| c.0).min().unwrap_or(0), cuts.iter().map(|c| c.1).min().unwrap_or(0));
+        let (ck_max, cv_max) = (cuts.iter().map(|c| c.0).max().unwrap_or(0), cuts.iter().map(|c| c.1).max().unwrap_or(0));
+        let k_rot = lc.k.as_ref().is_some_and(|c| c.rotation().is_some());
+        let v_rot = lc.v.as_ref().is_some_and(|c| c.rotation().is_some());
+        for b in blocks {
+            let b0 = b * bt;
+            let e_max = (b0 + bt).min(p_max + 1);
+            if b0 >= e_max {
+                break;
+            }
+            let blk = &self.pool.blocks[sl.table[b] as usize];
+            for (plane, codec, cmin, cmax, coded, raw) in
+                [(&blk.k, &lc.k, ck_min, ck_max, &mut kc, &mut kr), (&blk.v, &lc.v, cv_min, cv_max, &mut vc, &mut vr)]
+            {
+                if let Some(c) = codec {
+                    let t1 = e_max.min(cmax);
+                    if t1 > b0 {
+                        let hb = c.head_bytes();
+                        c.decode(&plane.codes[h * hb..(h + 1) * hb], 0, t1 - b0, &mut coded[..(t1 - b0) * d]);
+                    }
+                }
+                for t in cmin.max(b0)..e_max {
+                    let at = (t - b0) * kvd + h * d;
+                    plane.raw[at..at + d].convert_to_f32_slice(&mut raw[(t - b0) * d..(t - b0 + 1) * d]);
+                }
+            }
+            for (i, (&p, &(ck, cv))) in positions.iter().zip(&cuts).enumerate() {
+                let e = (b0 + bt).min(p + 1);
+                if b0 >= e {
+                    continue;
+                }
+                let mut edges = [b0, ck.clamp(b0, e), cv.clamp(b0, e), e];
+                edges[1..3].sort_unstable();
+                for w in edges.windows(2) {
+                    let (s0, s1) = (w[0], w[1]);
+                    if s0 >= s1 {
+                        continue;
+                    }
+                    let (kcoded, vcoded) = (s0 < ck, s0 < cv);
+                    let rows = (s0 - b0) * d..(s1 - b0) * d;
+                    let keys = if kcoded { &kc[rows.clone()] } else { &kr[rows.clone()] };
+                    let vals = if vcoded { &vc[rows.clone()] } else { &vr[rows] };
+                    for j in 0..g {
+                        let qv = q.get(i, h * g + j, kcoded && k_rot);
+                        accs[i * g + j].absorb(qv, keys, vals, vcoded && v_rot, &mut scores);
+                    }
+                }
+            }
+        }
+        accs
+    }
+
+    fn prepare(&self, layer: usize, q: &[f32]) -> Prepared {
+        let d = self.shape.head_dim;
+        let scale = 1.0 / (d as f32).sqrt();
+        let plain: Vec<f32> = q.iter().map(|x| x * scale).collect();
+        let rotated = self.layers[layer].k.as_ref().and_then(|c| c.rotation()).map(|r| {
+            let mut y = plain.clone();
+            y.chunks_exact_mut(d).for_each(|row| r.forward(row));
+            y
+        });
+        Prepared { d, heads: self.shape.n_heads, plain, rotated }
+    }
+
+    fn finish(&self, layer: usize, accs: Vec<HeadAcc>, out: &mut [f32]) {
+        let rot = self.layers[layer].v.as_ref().and_then(|c| c.rotation());
+        for (acc, o) in accs.into_iter().zip(out.chunks_exact_mut(self.shape.head_dim)) {
+            acc.finish(rot, o);
+        }
+    }
+}
+
+/// Queries scaled by 1/√d, plain and (when keys rotate) rotated.
+struct Prepared {
+    d: usize,
+    heads: usize,
+    plain: Vec<f32>,
+    rotated: Option<Vec<f32>>,
+}
+
+impl Prepared {
+    fn get(&self, query: usize, head: usize, rotated: bool) -> &[f32] {
+        let at = (query * self.heads + head) * self.d;
+        let src = if rotated { self.rotated.as_ref().expect("rotated query") } else { &self.plain };
+        &src[at..at + self.d]
+    }
+}
+
+impl KvCache for PagedCache {
+    fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
+        let kvd = self.shape.kv_dim();
+        let n = k.len() / kvd;
+        self.settle(layer);
+        let len = self.len(layer);
+        assert!(pos0 <= len, "store at {pos0} leaves a gap after {len} positions");
+        if pos0 < len {
+            self.truncate(layer, pos0);
+        }
+        let (bt, raw_len) = (self.block, self.raw_len());
+        for i in 0..n {
+            let t = pos0 + i;
+            let b = t / bt;
+            let seq = self.seqs[self.active].as_mut().expect("active sequence");
+            if b == seq[layer].table.len() {
+                let id = self.pool.alloc(Block::default());
+                self.seqs[self.active].as_mut().expect("active sequence")[layer].table.push(id);
+            }
+            let blk = self.unique(layer, b);
+            let s = t % bt;
+            for (plane, src) in [(&mut blk.k, &k[i * kvd..(i + 1) * kvd]), (&mut blk.v, &v[i * kvd..(i + 1) * kvd])] {
+                if plane.raw.is_empty() {
+                    plane.raw = vec![f16::ZERO; raw_len];
+                }
+                plane.raw[s * kvd..(s + 1) * kvd].convert_from_f32_slice(src);
+            }
+        }
+        let len = pos0 + n;
+        self.seqs[self.active].as_mut().expect("active sequence")[layer].len = len;
+        let (tk, tv) = (self.target(&self.layers[layer].k, len), self.target(&self.layers[layer].v, len));
+        self.code(layer, true, tk);
+        self.code(layer, false, tv);
+    }
+
+    fn attend(&self, layer: usize, pos: usize, q: &[f32], out: &mut [f32]) {
+        let s = &self.shape;
+        let (d, g, nkv) = (s.head_dim, s.group(), s.n_kv_heads);
+        let prepared = self.prepare(layer, q);
+        let nblocks = (pos + 1).div_ceil(self.block);
+        // Split each head's blocks so every thread has work (flash-decoding).
+        let want = (4 * rayon::current_num_threads()).div_ceil(nkv);
+        let chunks = want.min(nblocks.div_ceil(8)).max(1);
+        let per = nblocks.div_ceil(chunks);
+        let tasks: Vec<(usize, usize)> = (0..nkv).flat_map(|h| (0..chunks).map(move |c| (h, c))).collect();
+        let run = |&(h, c): &(usize, usize)| self.head_task(layer, h, &[pos], &prepared, c * per..((c + 1) * per).min(nblocks));
+        let parts: Vec<Vec<HeadAcc>> = if nblocks * nkv >= 16 { tasks.par_iter().map(run).collect() } else { tasks.iter().map(run).collect() };
+        let mut merged: Vec<HeadAcc> = Vec::with_capacity(nkv * g);
+        for (h, group) in parts.chunks(chunks).enumerate() {
+            let _ = h;
+            let mut acc = group[0].clone();
+            for p in &group[1..] {
+                for (a, b) in acc.iter_mut().zip(p) {
+                    a.merge(b);
+                }
+            }
+            merged.extend(acc);
+        }
+        debug_assert_eq!(merged.len() * d, out.len());
+        self.finish(layer, merged, out);
+    }
+
+    fn attend_batch(&self, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+        let s = &self.shape;
+        let (d, g, nkv, w) = (s.head_dim, s.group(), s.n_kv_heads, s.n_heads * s.head_dim);
+        let prepared = self.prepare(layer, q);
+        let nq = n.div_ceil(QUERY_CHUNK);
+        let tasks: Vec<(usize, usize)> = (0..nq).flat_map(|c| (0..nkv).map(move |h| (c, h))).collect();
+        let parts: Vec<Vec<HeadAcc>> = tasks
+            .par_iter()
+            .map(|&(c, h)| {
+                let i0 = c * QUERY_CHUNK;
+                let positions: Vec<usize> = (pos0 + i0..pos0 + (i0 + QUERY_CHUNK).min(n)).collect();
+                let sub = Prepared {
+                    d,
+                    heads: s.n_heads,
+                    plain: prepared.plain[i0 * w..(i0 + positions.len()) * w].to_vec(),
+                    rotated: prepared.rotated.as_ref().map(|r| r[i0 * w..(i0 + positions.len()) * w].to_vec()),
+                };
+                let nblocks = (positions[positions.len() - 1] + 1).div_ceil(self.block);
+                self.head_task(layer, h, &positions, &sub, 0..nblocks)
+            })
+            .collect();
+        for (&(c, h), accs) in tasks.iter().zip(parts) {
+            for (k, acc) in accs.into_iter().enumerate() {
+                let (i, j) = (c * QUERY_CHUNK + k / g, k % g);
+                let at = i * w + (h * g + j) * d;
+                let rot = self.layers[layer].v.as_ref().and_then(|c| c.rotation());
+                acc.finish(rot, &mut out[at..at + d]);
+            }
+        }
+    }
+
+    fn bytes_for(&self, tokens: usize) -> usize {
+        let (bt, nh, raw) = (self.block, self.shape.n_kv_heads, self.raw_len() * 2);
+        let nb = tokens.div_ceil(bt);
+        let mut total = 0;
+        for lc in &self.layers {
+            total += nb * 8; // table entry + reference count per block
+            for codec in [&lc.k, &lc.v] {
+                let coded = self.target(codec, tokens);
+                for b in 0..nb {
+                    let (b0, b1) = (b * bt, (b + 1) * bt);
+                    if let Some(c) = codec {
+                        if coded > b0 {
+                            total += nh * c.head_bytes();
+                        }
+                    }
+                    if codec.is_none() || coded < b1 {
+                        total += raw;
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    fn capacity(&self) -> usize {
+        self.shape.max_seq
+    }
+}

@@ -1,0 +1,308 @@
+//! KV policies as spec strings, parsed and printed in one place.
+//!
+//! Grammar (comma-separated items):
+//! - `CODEC` or `kv=CODEC` — the codec of keys and values;
+//! - `k=CODEC`, `v=CODEC` — keys or values alone;
+//! - `k[0-3]=CODEC`, `v[5]=CODEC`, `kv[0-1]=CODEC` — per-layer overrides;
+//! - `window=R` — the most recent R tokens stay in f16.
+//!
+//! CODEC is `f16`; a ggml block format `q8_0`, `q5_0`, `q5_1`, `q4_0`,
+//! `q4_1`, `iq4_nl`; `kivi{2..8}[:g<G>]` (keys per channel in groups of G
+//! tokens, values per token in groups of G channels, asymmetric); a
+//! rotating codec `turbo{1..5}`, `turbo{2..5}p`, `qjl`, `polar{3,4}` (its
+//! dimension is the model's head size); or `uniform{2..8}[:g<G>][:sym|:asym]`.
+//! `+rht` rotates a non-rotating codec's input with a seeded RHT first.
+//! The whole policy `f32` selects the uncompressed f32 reference cache.
+
+use std::fmt;
+
+use lowbit_quant::Spec;
+
+use crate::error::{KvError, Result};
+
+const EXPECTED: &str = "CODEC | kv=CODEC | k=CODEC | v=CODEC | k[a-b]=CODEC | v[a]=CODEC | window=R, \
+CODEC one of f16, q8_0, q5_0, q5_1, q4_0, q4_1, iq4_nl, kivi{2..8}[:g<G>], turbo{1..5}, turbo{2..5}p, qjl, polar{3,4}, \
+uniform{2..8}[:g<G>][:sym|:asym], with +rht on the non-rotating ones; or the whole policy `f32`";
+
+/// Families of lowbit-quant's table a KV plane may use.
+const QUANT_FAMILIES: &[&str] = &["q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "turbo", "turbo-p", "qjl", "polar", "uniform"];
+const ROTATING: &[&str] = &["turbo", "turbo-p", "qjl", "polar"];
+
+/// The codec of one plane (keys or values) of one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CodecSpec {
+    F16,
+    /// KIVI: `bits`, group `group` (tokens for keys, channels for values).
+    Kivi { bits: u32, group: usize, rht: bool },
+    /// A row of lowbit-quant's format table, coded per token.
+    Quant { spec: Spec, rht: bool },
+}
+
+impl CodecSpec {
+    pub fn parse(s: &str) -> std::result::Result<CodecSpec, String> {
+        let (name, rht) = match s.strip_suffix("+rht") {
+            Some(n) => (n, true),
+            None => (s, false),
+        };
+        if name == "f16" {
+            return if rht { Err("f16 takes no +rht".into()) } else { Ok(CodecSpec::F16) };
+        }
+        if let Some(rest) = name.strip_prefix("kivi") {
+            let mut parts = rest.split(':');
+            let bits: u32 = parts.next().unwrap_or("").parse().map_err(|_| format!("`{name}`: kivi needs a bit width 2..=8, e.g. kivi2"))?;
+            if !(2..=8).contains(&bits) {
+                return Err(format!("kivi supports 2..=8 bits, got {bits}"));
+            }
+            let mut group = 32;
+            for o in parts {
+                group = o
+                    .strip_prefix('g')
+                    .and_then(|g| g.parse().ok())
+                    .ok_or_else(|| format!("`{name}`: unknown kivi option `{o}` (expected g<G>)"))?;
+                if !(8..=1024).contains(&group) || group % 8 != 0 {
+                    return Err(format!("kivi group g{group} must be a multiple of 8 in 8..=1024"));
+                }
+            }
+            return Ok(CodecSpec::Kivi { bits, group, rht });
+        }
+        let spec = Spec::parse(name).map_err(|e| e.to_string())?;
+        let family = spec.row.family;
+        if !QUANT_FAMILIES.contains(&family) {
+            return Err(format!("`{name}` is not a KV codec"));
+        }
+        if ROTATING.contains(&family) {
+            if rht {
+                return Err(format!("`{name}` already rotates; +rht is for the others"));
+            }
+            if spec.params.dim != lowbit_quant::spec::DEFAULT_DIM {
+                return Err(format!("`{name}`: the dimension is the model's head size, leave out :d"));
+            }
+        }
+        Ok(CodecSpec::Quant { spec, rht })
+    }
+
+    /// Whether tokens can be coded one at a time (KIVI keys need a block).
+    pub fn is_f16(&self) -> bool {
+        matches!(self, CodecSpec::F16)
+    }
+}
+
+impl fmt::Display for CodecSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, rht) = match self {
+            CodecSpec::F16 => ("f16".to_string(), false),
+            CodecSpec::Kivi { bits, group, rht } => (format!("kivi{bits}:g{group}"), *rht),
+            CodecSpec::Quant { spec, rht } => (spec.to_string(), *rht),
+        };
+        write!(f, "{name}{}", if rht { "+rht" } else { "" })
+    }
+}
+
+/// A per-layer override: layers `first..=last` use these codecs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerOverride {
+    pub first: usize,
+    pub last: usize,
+    pub k: Option<CodecSpec>,
+    pub v: Option<CodecSpec>,
+}
+
+/// A whole KV policy: codecs for keys and values, per-layer overrides and
+/// the full-precision window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub k: CodecSpec,
+    pub v: CodecSpec,
+    pub window: usize,
+    pub overrides: Vec<LayerOverride>,
+    /// The plain f32 reference cache (policy `f32`).
+    pub f32_reference: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::f16()
+    }
+}
+
+impl Policy {
+    pub fn f16() -> Policy {
+        Policy { k: CodecSpec::F16, v: CodecSpec::F16, window: 0, overrides: vec![], f32_reference: false }
+    }
+
+    pub fn f32() -> Policy {
+        Policy { f32_reference: true, ..Policy::f16() }
+    }
+
+    pub fn parse(s: &str) -> Result<Policy> {
+        let bad = |reason: String| KvError::BadPolicy { spec: s.to_string(), reason, expected: EXPECTED };
+        let text = s.trim().to_ascii_lowercase();
+        if text == "f32" {
+            return Ok(Policy::f32());
+        }
+        if text.is_empty() {
+            return Err(bad("empty policy".into()));
+        }
+        let mut p = Policy::f16();
+        let (mut k, mut v, mut window) = (None, None, None);
+        for item in text.split(',').map(str::trim) {
+            let (key, val) = match item.split_once('=') {
+                Some((key, val)) => (key.trim(), val.trim()),
+                None => ("kv", item),
+            };
+            let codec = || CodecSpec::parse(val).map_err(|r| bad(format!("item `{item}`: {r}")));
+            let set = |slot: &mut Option<CodecSpec>, c: CodecSpec| {
+                if slot.replace(c).is_some() {
+                    Err(bad(format!("item `{item}` sets a codec twice")))
+                } else {
+                    Ok(())
+                }
+            };
+            if key == "window" {
+                let r: usize = val.parse().map_err(|_| bad(format!("`{item}`: window needs a token count")))?;
+                if window.replace(r).is_some() {
+                    return Err(bad("window given twice".into()));
+                }
+            } else if let Some((plane, range)) = key.split_once('[') {
+                let range = range.strip_suffix(']').ok_or_else(|| bad(format!("`{item}`: expected `{plane}[a-b]=CODEC`")))?;
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (first, last) = match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                    (Ok(a), Ok(b)) if a <= b => (a, b),
+                    _ => return Err(bad(format!("`{item}`: bad layer range `{range}`"))),
+                };
+                let c = codec()?;
+                let (ko, vo) = match plane {
+                    "k" => (Some(c), None),
+                    "v" => (None, Some(c)),
+                    "kv" => (Some(c.clone()), Some(c)),
+                    _ => return Err(bad(format!("`{item}`: expected k[..], v[..] or kv[..]"))),
+                };
+                p.overrides.push(LayerOverride { first, last, k: ko, v: vo });
+            } else {
+                match key {
+                    "k" => set(&mut k, codec()?)?,
+                    "v" => set(&mut v, codec()?)?,
+                    "kv" => {
+                        let c = codec()?;
+                        set(&mut k, c.clone())?;
+                        set(&mut v, c)?;
+                    }
+                    _ => return Err(bad(format!("unknown item `{item}`"))),
+                }
+            }
+        }
+        p.k = k.unwrap_or(CodecSpec::F16);
+        p.v = v.unwrap_or(CodecSpec::F16);
+        p.window = window.unwrap_or(0);
+        Ok(p)
+    }
+
+    /// The codecs of keys and values of `layer`, overrides applied in order.
+    pub fn layer(&self, layer: usize) -> (&CodecSpec, &CodecSpec) {
+        let (mut k, mut v) = (&self.k, &self.v);
+        for o in self.overrides.iter().filter(|o| (o.first..=o.last).contains(&layer)) {
+            if let Some(c) = &o.k {
+                k = c;
+            }
+            if let Some(c) = &o.v {
+                v = c;
+            }
+        }
+        (k, v)
+    }
+
+    /// Whether every plane of every layer is f16 with no window (the plain
+    /// f16 cache).
+    pub fn is_plain_f16(&self) -> bool {
+        !self.f32_reference && self.k.is_f16() && self.v.is_f16() && self.overrides.iter().all(|o| {
+            o.k.as_ref().is_none_or(CodecSpec::is_f16) && o.v.as_ref().is_none_or(CodecSpec::is_f16)
+        })
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.f32_reference {
+            return f.write_str("f32");
+        }
+        write!(f, "k={},v={}", self.k, self.v)?;
+        if self.window > 0 {
+            write!(f, ",window={}", self.window)?;
+        }
+        for o in &self.overrides {
+            let r = if o.first == o.last { o.first.to_string() } else { format!("{}-{}", o.first, o.last) };
+            match (&o.k, &o.v) {
+                (Some(k), Some(v)) if k == v => write!(f, ",kv[{r}]={k}")?,
+                (k, v) => {
+                    if let Some(k) = k {
+                        write!(f, ",k[{r}]={k}")?;
+                    }
+                    if let Some(v) = v {
+                        write!(f, ",v[{r}]={v}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = KvError;
+    fn from_str(s: &str) -> Result<Policy> {
+        Policy::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        for (input, canon) in [
+            ("f16", "k=f16,v=f16"),
+            ("f32", "f32"),
+            ("q4_0", "k=q4_0,v=q4_0"),
+            ("k=q8_0,v=q4_0", "k=q8_0,v=q4_0"),
+            ("k=turbo4, v=turbo3, window=64", "k=turbo4,v=turbo3,window=64"),
+            ("kivi2", "k=kivi2:g32,v=kivi2:g32"),
+            ("kv=kivi4:g128,window=128", "k=kivi4:g128,v=kivi4:g128,window=128"),
+            ("k=q4_0+rht,v=uniform3:g32:asym", "k=q4_0+rht,v=uniform3:g32:asym"),
+            ("k=turbo4p,v=polar3,kv[0-1]=q8_0,v[29]=f16", "k=turbo4p,v=polar3,kv[0-1]=q8_0,v[29]=f16"),
+        ] {
+            let p = Policy::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(p.to_string(), canon);
+            assert_eq!(Policy::parse(canon).unwrap(), p, "{canon} reparses");
+        }
+    }
+
+    #[test]
+    fn layer_overrides_apply() {
+        let p = Policy::parse("k=turbo3,v=turbo3,kv[0-1]=q8_0,v[1]=f16").unwrap();
+        assert_eq!(p.layer(0).0.to_string(), "q8_0");
+        assert_eq!(p.layer(1).1.to_string(), "f16");
+        assert_eq!(p.layer(2).0.to_string(), "turbo3");
+    }
+
+    #[test]
+    fn rejects_bad_policies_with_a_reason() {
+        for (bad, needle) in [
+            ("", "empty"),
+            ("k=q4_k", "not a KV codec"),
+            ("k=turbo9", "1..=5"),
+            ("k=turbo4+rht", "already rotates"),
+            ("k=turbo4:d64", "head size"),
+            ("kivi9", "2..=8"),
+            ("kivi2:g7", "multiple of 8"),
+            ("k=q8_0,k=q4_0", "twice"),
+            ("window=x", "token count"),
+            ("k[3-1]=q8_0", "layer range"),
+            ("depth=3", "unknown item"),
+            ("zzz", "unknown format"),
+        ] {
+            let e = Policy::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "`{bad}` -> {e}");
+        }
+    }
+}
