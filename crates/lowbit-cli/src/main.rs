@@ -3,9 +3,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench_attention;
 mod bench_model;
 mod eval;
 mod generate;
+mod kv_report;
 mod model_args;
 mod quant_bench;
 mod real_weights;
@@ -30,8 +32,27 @@ enum Cmd {
     /// Measure a model's quality.
     #[command(subcommand)]
     Eval(eval::Cmd),
-    /// Prefill and decode speed of a model.
-    Bench(bench_model::Args),
+    /// Prefill and decode speed of a model (`lowbit bench attention`:
+    /// attention alone, per KV policy).
+    Bench(BenchArgs),
+    /// Memory of a KV-cache policy for a model: bytes per token per layer,
+    /// bits per element, ratio against f16.
+    KvReport(kv_report::Args),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+    #[command(flatten)]
+    model: bench_model::Args,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// One decode step's attention for one layer, per KV policy and context.
+    Attention(bench_attention::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,7 +60,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::QuantBench(a) => quant_bench::run(a),
         Cmd::Generate(a) => generate::run(a),
         Cmd::Eval(c) => eval::run(c),
-        Cmd::Bench(a) => bench_model::run(a),
+        Cmd::Bench(BenchArgs { what: Some(BenchWhat::Attention(a)), .. }) => bench_attention::run(a),
+        Cmd::Bench(BenchArgs { model, .. }) => bench_model::run(model),
+        Cmd::KvReport(a) => kv_report::run(a),
         Cmd::Formats => {
             println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
             for row in lowbit_quant::FORMATS {

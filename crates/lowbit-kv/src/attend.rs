@@ -5,7 +5,7 @@
 //! domain accumulate there and are rotated back once, in [`HeadAcc::finish`].
 
 use lowbit_quant::rot::rht::Rht;
-use lowbit_quant::simd::dot_f32;
+use lowbit_quant::simd::{axpy, dot_f32};
 
 /// The running state of one query head.
 #[derive(Clone, Debug)]
@@ -87,13 +87,6 @@ impl HeadAcc {
     }
 }
 
-/// y += a·x
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@ pub trait PlaneCodec: Send + Sync {
     /// is coded at once (it must be full).
     fn per_token(&self) -> bool;
     /// Code tokens t0.. of one head's region; `x` holds their rows (d each).
-    /// A block codec is called once with t0 = 0 and every row.
+    /// A block codec is called once per block with every row from t0 (0,
+    /// or the first token after the sink) to the block's end, and computes
+    /// its statistics over those rows.
     fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]);
     /// Decode tokens t0..t1 of one head's region into `out` ((t1−t0)·d), in
     /// the rotated domain when [`PlaneCodec::rotation`] is `Some`.
@@ -47,10 +49,15 @@ pub fn build(spec: &CodecSpec, is_key: bool, head_dim: usize, block: usize) -> R
             let f = Format::parse(&format!("uniform{bits}:g{g}:asym"))?;
             Some(Arc::new(TokenCodec::new(f, *rht, head_dim, block).map_err(shape)?))
         }
-        CodecSpec::Quant { spec, rht } => {
+        CodecSpec::Quant { spec, rht, center } => {
             let mut s = spec.clone();
             s.params.dim = head_dim;
-            Some(Arc::new(TokenCodec::new(s.build()?, *rht, head_dim, block).map_err(shape)?))
+            let inner = TokenCodec::new(s.build()?, *rht, head_dim, block).map_err(shape)?;
+            if *center {
+                Some(Arc::new(Centered::new(inner, head_dim, block).map_err(shape)?))
+            } else {
+                Some(Arc::new(inner))
+            }
         }
     })
 }
@@ -111,6 +118,66 @@ impl PlaneCodec for TokenCodec {
     }
 }
 
+/// A per-token codec applied to each token's difference from the block's
+/// channel mean; the mean is stored once per block and head (q8_0, or f16
+/// when the head size is not a multiple of 32). Region: mean | inner codes.
+pub struct Centered {
+    inner: TokenCodec,
+    mean: Format,
+    mean_bytes: usize,
+    dim: usize,
+}
+
+impl Centered {
+    fn new(inner: TokenCodec, dim: usize, _block: usize) -> std::result::Result<Centered, String> {
+        let mean = Format::parse(if dim % 32 == 0 { "q8_0" } else { "f16" }).map_err(|e| e.to_string())?;
+        let mean_bytes = mean.encoded_len(dim).map_err(|e| e.to_string())?;
+        Ok(Centered { inner, mean, mean_bytes, dim })
+    }
+
+    fn mean_of(&self, region: &[u8]) -> Vec<f32> {
+        let mut m = vec![0f32; self.dim];
+        self.mean.codec().decode(&region[..self.mean_bytes], &mut m);
+        m
+    }
+}
+
+impl PlaneCodec for Centered {
+    fn head_bytes(&self) -> usize {
+        self.mean_bytes + self.inner.head_bytes()
+    }
+    fn per_token(&self) -> bool {
+        false
+    }
+    fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
+        let d = self.dim;
+        let n = (x.len() / d) as f32;
+        let mut m = vec![0f32; d];
+        for row in x.chunks_exact(d) {
+            lowbit_quant::simd::axpy(1.0 / n, row, &mut m);
+        }
+        let (head, body) = region.split_at_mut(self.mean_bytes);
+        self.mean.codec().encode(&m, None, head);
+        // Code the differences from the mean as stored, so decode agrees.
+        self.mean.codec().decode(head, &mut m);
+        let diff: Vec<f32> = x.chunks_exact(d).flat_map(|row| row.iter().zip(&m).map(|(a, b)| a - b)).collect();
+        self.inner.encode(&diff, t0, body);
+    }
+    fn decode(&self, region: &[u8], t0: usize, t1: usize, out: &mut [f32]) {
+        self.inner.decode(&region[self.mean_bytes..], t0, t1, out);
+        let mut m = self.mean_of(region);
+        if let Some(r) = self.inner.rotation() {
+            r.forward(&mut m);
+        }
+        for row in out.chunks_exact_mut(self.dim) {
+            lowbit_quant::simd::axpy(1.0, &m, row);
+        }
+    }
+    fn rotation(&self) -> Option<&Rht> {
+        self.inner.rotation()
+    }
+}
+
 /// KIVI keys: for each channel, an asymmetric `bits`-bit grid over the
 /// block's tokens (f16 scale and minimum per channel). Region layout:
 /// d × (scale f16, min f16), then each token's d codes packed.
@@ -134,7 +201,7 @@ impl PlaneCodec for KiviKeys {
     fn per_token(&self) -> bool {
         false
     }
-    fn encode(&self, x: &[f32], _t0: usize, region: &mut [u8]) {
+    fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
         let d = self.dim;
         let rotated;
         let x = match &self.rht {
@@ -165,7 +232,7 @@ impl PlaneCodec for KiviKeys {
             min[c] = m.to_f32();
         }
         let mut codes = vec![0u8; d];
-        for (row, out) in x.chunks_exact(d).zip(body.chunks_exact_mut(self.row_bytes())) {
+        for (row, out) in x.chunks_exact(d).zip(body.chunks_exact_mut(self.row_bytes()).skip(t0)) {
             for (c, code) in codes.iter_mut().enumerate() {
                 let q = if scale[c] > 0.0 { ((row[c] - min[c]) / scale[c]).round() } else { 0.0 };
                 *code = q.clamp(0.0, qmax) as u8;
@@ -177,12 +244,13 @@ impl PlaneCodec for KiviKeys {
         let d = self.dim;
         let rb = self.row_bytes();
         let (head, body) = region.split_at(4 * d);
+        let f16_at = |i: usize| half::f16::from_le_bytes([head[i], head[i + 1]]).to_f32();
+        let scale: Vec<f32> = (0..d).map(|c| f16_at(4 * c)).collect();
+        let min: Vec<f32> = (0..d).map(|c| f16_at(4 * c + 2)).collect();
         let mut codes = vec![0u8; d];
         for (t, row) in (t0..t1).zip(out.chunks_exact_mut(d)) {
             unpack(&body[t * rb..(t + 1) * rb], self.bits, &mut codes);
-            for ((o, &q), c) in row.iter_mut().zip(&codes).zip(head.chunks_exact(4)) {
-                let s = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-                let m = half::f16::from_le_bytes([c[2], c[3]]).to_f32();
+            for (((o, &q), s), m) in row.iter_mut().zip(&codes).zip(&scale).zip(&min) {
                 *o = q as f32 * s + m;
             }
         }
@@ -229,6 +297,8 @@ mod tests {
             ("turbo4", true, 0.02),
             ("turbo3p", true, 0.2),
             ("polar4", false, 0.05),
+            ("turbo3+center", true, 0.05),
+            ("q4_0+rht+center", true, 0.02),
         ] {
             let e = roundtrip(spec, key);
             assert!(e < max, "{spec}: NMSE {e}");

@@ -7,7 +7,9 @@
 //! — one at a time for per-token codecs, a whole block at once for KIVI
 //! keys — and a block's raw rows are freed once every token is coded (at
 //! the next store, so the current batch's queries can still see the raw
-//! rows they are entitled to). Blocks are reference-counted: a fork shares
+//! rows they are entitled to). The first `sink` tokens of a sequence sit
+//! apart in f16: their slots in the first blocks stay empty and block
+//! codecs compute their statistics without them. Blocks are reference-counted: a fork shares
 //! them, and the first write to a shared block copies it.
 
 use std::sync::Arc;
@@ -95,7 +97,11 @@ struct Progress {
 
 #[derive(Clone, Default)]
 struct SeqLayer {
+    /// f16 rows of the sink tokens (keys, values).
+    sink_k: Vec<f16>,
+    sink_v: Vec<f16>,
     table: Vec<u32>,
+    /// Positions stored (sink included).
     len: usize,
     k: Progress,
     v: Progress,
@@ -104,6 +110,25 @@ struct SeqLayer {
 struct LayerCodecs {
     k: Codec,
     v: Codec,
+}
+
+/// Bytes of one layer of one sequence, by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerBytes {
+    /// Codes with their scales, minimums and norms.
+    pub k_codes: usize,
+    /// Raw f16 rows: the window and blocks not yet fully coded.
+    pub k_raw: usize,
+    pub v_codes: usize,
+    pub v_raw: usize,
+    /// Block-table entry and reference count per block.
+    pub tables: usize,
+}
+
+impl LayerBytes {
+    pub fn total(&self) -> usize {
+        self.k_codes + self.k_raw + self.v_codes + self.v_raw + self.tables
+    }
 }
 
 /// The stored form of one token's plane, for tests and inspection.
@@ -121,6 +146,7 @@ pub struct PagedCache {
     policy: Policy,
     block: usize,
     window: usize,
+    sink: usize,
     layers: Vec<LayerCodecs>,
     pool: Pool,
     seqs: Vec<Option<Vec<SeqLayer>>>,
@@ -154,6 +180,7 @@ impl PagedCache {
             policy: policy.clone(),
             block,
             window: policy.window,
+            sink: policy.sink,
             layers,
             pool: Pool::default(),
             seqs: vec![Some(vec![SeqLayer::default(); shape.n_layers])],
@@ -219,8 +246,9 @@ impl PagedCache {
     /// reference count per pool slot, the block tables of live sequences.
     pub fn bytes(&self) -> usize {
         let blocks: usize = self.pool.blocks.iter().map(|b| b.k.bytes() + b.v.bytes()).sum();
-        let tables: usize = self.seqs.iter().flatten().flat_map(|s| s.iter()).map(|l| l.table.len() * 4).sum();
-        blocks + self.pool.refs.len() * 4 + tables
+        let seqs: usize =
+            self.seqs.iter().flatten().flat_map(|s| s.iter()).map(|l| l.table.len() * 4 + (l.sink_k.len() + l.sink_v.len()) * 2).sum();
+        blocks + self.pool.refs.len() * 4 + seqs
     }
 
     /// Free the raw rows of fully coded blocks of every layer (what the next
@@ -235,10 +263,14 @@ impl PagedCache {
     /// The stored form of token `t` of `layer` in the active sequence.
     pub fn stored(&self, layer: usize, t: usize) -> (Stored, Stored) {
         let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let kvd = self.shape.kv_dim();
+        if t < self.sink {
+            let raw = |v: &[f16]| Stored::Raw(v[t * kvd..(t + 1) * kvd].iter().map(|x| x.to_bits()).collect());
+            return (raw(&sl.sink_k), raw(&sl.sink_v));
+        }
         let blk = &self.pool.blocks[sl.table[t / self.block] as usize];
         let lc = &self.layers[layer];
         let slot = t % self.block;
-        let kvd = self.shape.kv_dim();
         let form = |plane: &Plane, codec: &Codec, p: &Progress| match codec {
             Some(c) if t < p.coded => {
                 let hb = c.head_bytes();
@@ -252,6 +284,37 @@ impl PagedCache {
             _ => Stored::Raw(plane.raw[slot * kvd..(slot + 1) * kvd].iter().map(|x| x.to_bits()).collect()),
         };
         (form(&blk.k, &lc.k, &sl.k), form(&blk.v, &lc.v, &sl.v))
+    }
+
+    /// Bytes one sequence of `tokens` positions holds in `layer` once
+    /// settled, by part.
+    pub fn layer_bytes_for(&self, layer: usize, tokens: usize) -> LayerBytes {
+        let (bt, nh, raw) = (self.block, self.shape.n_kv_heads, self.raw_len() * 2);
+        let sink = tokens.min(self.sink) * self.shape.kv_dim() * 2;
+        let nb = tokens.div_ceil(bt);
+        let lc = &self.layers[layer];
+        let plane = |codec: &Codec| {
+            let coded = self.target(codec, tokens);
+            let (mut codes, mut window) = (0, 0);
+            for b in 0..nb {
+                // Tokens of this block held in it (not in the sink).
+                let (lo, hi) = ((b * bt).max(self.sink), ((b + 1) * bt).min(tokens));
+                if lo >= hi {
+                    continue;
+                }
+                if let Some(c) = codec {
+                    if coded > lo {
+                        codes += nh * c.head_bytes();
+                    }
+                }
+                if codec.is_none() || coded < hi {
+                    window += raw;
+                }
+            }
+            (codes, window)
+        };
+        let ((kc, kw), (vc, vw)) = (plane(&lc.k), plane(&lc.v));
+        LayerBytes { k_codes: kc, k_raw: kw + sink, v_codes: vc, v_raw: vw + sink, tables: nb * 8 }
     }
 
     /// Tokens of a plane coded once `len` tokens are stored.
@@ -295,13 +358,18 @@ impl PagedCache {
             if codec.is_none() {
                 continue;
             }
-            let full = p.coded / self.block;
-            for b in p.settled..full.min(sl.table.len()) {
+            // Free every block whose stored tokens are all coded; the
+            // watermark only passes full blocks, so a partial one is
+            // checked again after it grows.
+            for b in p.settled..sl.table.len() {
+                if p.coded < ((b + 1) * self.block).min(sl.len) {
+                    break;
+                }
                 let blk = &mut self.pool.blocks[sl.table[b] as usize];
                 let plane = if is_k { &mut blk.k } else { &mut blk.v };
                 plane.raw = Vec::new();
             }
-            p.settled = p.settled.max(full);
+            p.settled = p.settled.max(p.coded / self.block);
             p.base = p.coded;
         }
     }
@@ -361,7 +429,7 @@ impl PagedCache {
         let (d, kvd, bt, nh) = (self.shape.head_dim, self.shape.kv_dim(), self.block, self.shape.n_kv_heads);
         let hb = c.head_bytes();
         let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
-        let mut t = if is_k { sl.k.coded } else { sl.v.coded };
+        let mut t = if is_k { sl.k.coded } else { sl.v.coded }.max(self.sink);
         let mut rows = vec![0f32; bt * d];
         while t < target {
             let b = t / bt;
@@ -404,7 +472,22 @@ impl PagedCache {
         let lc = &self.layers[layer];
         let mut accs = vec![HeadAcc::new(d); positions.len() * g];
         let (mut kc, mut kr, mut vc, mut vr) = (vec![0f32; bt * d], vec![0f32; bt * d], vec![0f32; bt * d], vec![0f32; bt * d]);
-        let mut scores = vec![0f32; bt];
+        let mut scores = vec![0f32; bt.max(self.sink)];
+        if blocks.start == 0 && self.sink > 0 {
+            let n = sl.sink_k.len() / kvd;
+            let (mut sk, mut sv) = (vec![0f32; n * d], vec![0f32; n * d]);
+            for t in 0..n {
+                sl.sink_k[t * kvd + h * d..t * kvd + (h + 1) * d].convert_to_f32_slice(&mut sk[t * d..(t + 1) * d]);
+                sl.sink_v[t * kvd + h * d..t * kvd + (h + 1) * d].convert_to_f32_slice(&mut sv[t * d..(t + 1) * d]);
+            }
+            for (i, &p) in positions.iter().enumerate() {
+                let e = (p + 1).min(n);
+                for j in 0..g {
+                    accs[i * g + j].absorb(q.get(i, h * g + j, false), &sk[..e * d], &sv[..e * d], false, &mut scores);
+                }
+            }
+        }
+
         let cuts: Vec<(usize, usize)> = positions.iter().map(|&p| (self.cutoff(&lc.k, &sl.k, p), self.cutoff(&lc.v, &sl.v, p))).collect();
         let p_max = *positions.iter().max().expect("a query");
         let (ck_min, cv_min) = (cuts.iter().map(|c| c.0).min().unwrap_or(0), cuts.iter().map(|c| c.1).min().unwrap_or(0));
@@ -413,9 +496,11 @@ impl PagedCache {
         let v_rot = lc.v.as_ref().is_some_and(|c| c.rotation().is_some());
         for b in blocks {
             let b0 = b * bt;
+            // Sink tokens are not in the blocks; `lo` is the first that is.
+            let lo = b0.max(self.sink);
             let e_max = (b0 + bt).min(p_max + 1);
-            if b0 >= e_max {
-                break;
+            if lo >= e_max {
+                continue;
             }
             let blk = &self.pool.blocks[sl.table[b] as usize];
             for (plane, codec, cmin, cmax, coded, raw) in
@@ -423,22 +508,22 @@ impl PagedCache {
             {
                 if let Some(c) = codec {
                     let t1 = e_max.min(cmax);
-                    if t1 > b0 {
+                    if t1 > lo {
                         let hb = c.head_bytes();
-                        c.decode(&plane.codes[h * hb..(h + 1) * hb], 0, t1 - b0, &mut coded[..(t1 - b0) * d]);
+                        c.decode(&plane.codes[h * hb..(h + 1) * hb], lo - b0, t1 - b0, &mut coded[(lo - b0) * d..(t1 - b0) * d]);
                     }
                 }
-                for t in cmin.max(b0)..e_max {
+                for t in cmin.max(lo)..e_max {
                     let at = (t - b0) * kvd + h * d;
                     plane.raw[at..at + d].convert_to_f32_slice(&mut raw[(t - b0) * d..(t - b0 + 1) * d]);
                 }
             }
             for (i, (&p, &(ck, cv))) in positions.iter().zip(&cuts).enumerate() {
                 let e = (b0 + bt).min(p + 1);
-                if b0 >= e {
+                if lo >= e {
                     continue;
                 }
-                let mut edges = [b0, ck.clamp(b0, e), cv.clamp(b0, e), e];
+                let mut edges = [lo, ck.clamp(lo, e), cv.clamp(lo, e), e];
                 edges[1..3].sort_unstable();
                 for w in edges.windows(2) {
                     let (s0, s1) = (w[0], w[1]);
@@ -500,19 +585,31 @@ impl KvCache for PagedCache {
         let kvd = self.shape.kv_dim();
         let n = k.len() / kvd;
         self.settle(layer);
-        let len = self.len(layer);
-        assert!(pos0 <= len, "store at {pos0} leaves a gap after {len} positions");
-        if pos0 < len {
+        let total = self.len(layer);
+        assert!(pos0 <= total, "store at {pos0} leaves a gap after {total} positions");
+        // The sink's share.
+        let s = self.sink;
+        let in_sink = s.saturating_sub(pos0).min(n);
+        {
+            let sl = &mut self.seqs[self.active].as_mut().expect("active sequence")[layer];
+            for (dst, src) in [(&mut sl.sink_k, k), (&mut sl.sink_v, v)] {
+                dst.truncate(pos0.min(s) * kvd);
+                dst.extend(src[..in_sink * kvd].iter().map(|&x| f16::from_f32(x)));
+            }
+        }
+        if pos0 < total {
             self.truncate(layer, pos0);
         }
         let (bt, raw_len) = (self.block, self.raw_len());
         for i in 0..n {
             let t = pos0 + i;
             let b = t / bt;
-            let seq = self.seqs[self.active].as_mut().expect("active sequence");
-            if b == seq[layer].table.len() {
+            while self.seqs[self.active].as_ref().expect("active sequence")[layer].table.len() <= b {
                 let id = self.pool.alloc(Block::default());
                 self.seqs[self.active].as_mut().expect("active sequence")[layer].table.push(id);
+            }
+            if t < self.sink {
+                continue;
             }
             let blk = self.unique(layer, b);
             let s = t % bt;
@@ -589,27 +686,7 @@ impl KvCache for PagedCache {
     }
 
     fn bytes_for(&self, tokens: usize) -> usize {
-        let (bt, nh, raw) = (self.block, self.shape.n_kv_heads, self.raw_len() * 2);
-        let nb = tokens.div_ceil(bt);
-        let mut total = 0;
-        for lc in &self.layers {
-            total += nb * 8; // table entry + reference count per block
-            for codec in [&lc.k, &lc.v] {
-                let coded = self.target(codec, tokens);
-                for b in 0..nb {
-                    let (b0, b1) = (b * bt, (b + 1) * bt);
-                    if let Some(c) = codec {
-                        if coded > b0 {
-                            total += nh * c.head_bytes();
-                        }
-                    }
-                    if codec.is_none() || coded < b1 {
-                        total += raw;
-                    }
-                }
-            }
-        }
-        total
+        (0..self.shape.n_layers).map(|l| self.layer_bytes_for(l, tokens).total()).sum()
     }
 
     fn capacity(&self) -> usize {

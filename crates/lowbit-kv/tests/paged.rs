@@ -48,7 +48,7 @@ fn run(cache: &mut dyn KvCache, n: usize, batched: bool) -> Vec<f32> {
 
 #[test]
 fn prefill_sees_what_decode_sees() {
-    for spec in ["f16", "q8_0", "k=turbo4,v=turbo3,window=20", "kivi2:g32,window=8", "k=kivi4:g64,v=q4_0+rht", "k=turbo3p,v=polar4,window=3"] {
+    for spec in ["f16", "q8_0", "k=turbo4,v=turbo3,window=20", "kivi2:g32,window=8", "k=kivi4:g64,v=q4_0+rht", "k=turbo3p,v=polar4,window=3", "k=turbo3+center,v=q4_0+center,window=5", "kivi2,sink=5,window=3"] {
         let p = Policy::parse(spec).unwrap();
         let a = run(&mut PagedCache::new(SHAPE, &p).unwrap(), 150, true);
         let b = run(&mut PagedCache::new(SHAPE, &p).unwrap(), 150, false);
@@ -108,7 +108,7 @@ fn compressed_attention_equals_attention_over_decoded_rows() {
 
 #[test]
 fn byte_accounting_is_exact() {
-    for spec in ["f16", "q4_0", "k=turbo4,v=turbo3,window=40", "kivi2:g64,window=16", "k=qjl,v=f16"] {
+    for spec in ["f16", "q4_0", "k=turbo4,v=turbo3,window=40", "kivi2:g64,window=16", "k=qjl,v=f16", "k=turbo4+center,v=turbo3,window=3", "turbo4,sink=4", "kivi4,sink=40"] {
         let p = Policy::parse(spec).unwrap();
         for n in [1, 31, 32, 33, 100, 128] {
             let mut c = PagedCache::new(SHAPE, &p).unwrap();
@@ -129,7 +129,7 @@ fn byte_accounting_is_exact() {
 #[test]
 fn appending_never_changes_earlier_tokens_except_the_window_hand_off() {
     let kvd = SHAPE.kv_dim();
-    for spec in ["k=turbo4,v=q4_0,window=5", "kivi2:g32,window=7", "q8_0"] {
+    for spec in ["k=turbo4,v=q4_0,window=5", "kivi2:g32,window=7", "q8_0", "turbo3+center,sink=3"] {
         let mut c = PagedCache::new(SHAPE, &Policy::parse(spec).unwrap()).unwrap();
         let (k, v) = (rows(100, kvd, 8), rows(100, kvd, 9));
         let mut seen: Vec<(Stored, Stored)> = Vec::new();
@@ -198,7 +198,7 @@ fn forks_share_blocks_until_written_and_free_returns_them() {
 fn rewinding_drops_later_positions() {
     let kvd = SHAPE.kv_dim();
     let w = SHAPE.n_heads * SHAPE.head_dim;
-    for spec in ["kivi2:g32", "turbo4,window=4"] {
+    for spec in ["kivi2:g32", "turbo4,window=4", "turbo3,sink=60"] {
         let p = Policy::parse(spec).unwrap();
         let (k, v, q) = (rows(80, kvd, 13), rows(80, kvd, 14), rows(1, w, 15));
         let mut c = PagedCache::new(SHAPE, &p).unwrap();

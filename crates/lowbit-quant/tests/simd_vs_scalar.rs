@@ -228,3 +228,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn levels_scaled_matches(groups in 1usize..20, bits in 1u32..6, seed in any::<u64>()) {
+        let n = groups * 8;
+        let table: Vec<f32> = vecs(1 << bits, seed);
+        let codes: Vec<u8> = vecs(n, seed ^ 1).iter().map(|v| (v.to_bits() as u8) & ((1u8 << bits) - 1)).collect();
+        let mut packed = vec![0u8; lowbit_quant::bitpack::packed_len(n, bits)];
+        lowbit_quant::bitpack::pack(&codes, bits, &mut packed);
+        let want: Vec<f32> = codes.iter().map(|&c| table[c as usize] * 0.37).collect();
+        for l in levels() {
+            let mut got = vec![0f32; n];
+            simd::levels_scaled_at(l, &packed, bits, &table, 0.37, &mut got);
+            prop_assert_eq!(&got, &want, "{:?} bits {}", l, bits);
+        }
+    }
+
+    #[test]
+    fn axpy_matches(n in 0usize..100, a in -3f32..3.0, seed in any::<u64>()) {
+        let (x, y0) = (vecs(n, seed), vecs(n, seed ^ 2));
+        let mut want = y0.clone();
+        simd::axpy_at(Level::Scalar, a, &x, &mut want);
+        for l in levels() {
+            let mut got = y0.clone();
+            simd::axpy_at(l, a, &x, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(close(*g, *w, 64.0), "{:?}: {} vs {}", l, g, w);
+            }
+        }
+    }
+}

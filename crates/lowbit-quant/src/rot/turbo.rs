@@ -107,14 +107,9 @@ impl Codec for TurboMse {
         Some(&self.rht)
     }
     fn decode_rotated(&self, codes: &[u8], out: &mut [f32]) {
-        let mut c = vec![0u8; self.dim];
         let inv = 1.0 / (self.dim as f32).sqrt();
         for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.dim)) {
-            unpack(&b[2..], self.bits, &mut c);
-            let s = get_f16(b, 0) * inv;
-            for (o, &ci) in y.iter_mut().zip(&c) {
-                *o = self.cb.levels[ci as usize] * s;
-            }
+            simd::levels_scaled(&b[2..], self.bits, &self.cb.levels, get_f16(b, 0) * inv, y);
         }
     }
     fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {

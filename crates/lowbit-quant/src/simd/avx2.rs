@@ -348,3 +348,56 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     }
     std::array::from_fn(|k| hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[k])))
 }
+
+/// Eight `bits`-bit codes starting at code `i` (bits ≤ 4, so they lie in
+/// the `bits` bytes from byte i·bits/8, i a multiple of 8), one per lane.
+#[inline(always)]
+unsafe fn codes8(packed: &[u8], bits: u32, i: usize, shifts: __m256i, mask: __m256i) -> __m256i {
+    let at = i * bits as usize / 8;
+    let mut w = [0u8; 4];
+    w[..bits as usize].copy_from_slice(&packed[at..at + bits as usize]);
+    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(i32::from_le_bytes(w)), shifts), mask)
+}
+
+#[inline(always)]
+unsafe fn code_shifts(bits: u32) -> (__m256i, __m256i) {
+    let b = bits as i32;
+    (_mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b), _mm256_set1_epi32((1 << b) - 1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) {
+    let n = out.len();
+    if bits > 4 || n % 8 != 0 {
+        return super::levels_scaled_ref(packed, bits, levels, scale, out);
+    }
+    let mut table = [0f32; 16];
+    table[..levels.len()].copy_from_slice(levels);
+    let lo = _mm256_mul_ps(_mm256_loadu_ps(table.as_ptr()), _mm256_set1_ps(scale));
+    let hi = _mm256_mul_ps(_mm256_loadu_ps(table.as_ptr().add(8)), _mm256_set1_ps(scale));
+    let (shifts, mask) = code_shifts(bits);
+    let eight = _mm256_set1_epi32(8);
+    for i in (0..n).step_by(8) {
+        let c = codes8(packed, bits, i, shifts, mask);
+        let a = _mm256_permutevar8x32_ps(lo, c);
+        let b = _mm256_permutevar8x32_ps(hi, c);
+        // Lanes with code ≥ 8 take the high table.
+        let sel = _mm256_castsi256_ps(_mm256_cmpgt_epi32(eight, c));
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_blendv_ps(b, a, sel));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let va = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let p = y.as_mut_ptr().add(i);
+        _mm256_storeu_ps(p, _mm256_fmadd_ps(va, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(p)));
+        i += 8;
+    }
+    for j in i..n {
+        y[j] += a * x[j];
+    }
+}

@@ -295,3 +295,42 @@ pub unsafe fn dot_q4_1_q8_1(codes: &[u8], act: &[u8]) -> f32 {
 pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     super::avx2::dot_q4_1_q8_1_x4(codes, acts)
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) {
+    let n = out.len();
+    if bits > 4 || n % 16 != 0 {
+        return super::avx2::levels_scaled(packed, bits, levels, scale, out);
+    }
+    let mut table = [0f32; 16];
+    table[..levels.len()].copy_from_slice(levels);
+    let t = _mm512_mul_ps(_mm512_loadu_ps(table.as_ptr()), _mm512_set1_ps(scale));
+    let b = bits as u64;
+    let shifts = _mm512_setr_epi64(0, b as i64, 2 * b as i64, 3 * b as i64, 4 * b as i64, 5 * b as i64, 6 * b as i64, 7 * b as i64);
+    let shifts_hi = _mm512_add_epi64(shifts, _mm512_set1_epi64(8 * b as i64));
+    let mask = _mm512_set1_epi64((1i64 << b) - 1);
+    for i in (0..n).step_by(16) {
+        // Sixteen codes fill 2·bits bytes from byte i·bits/8.
+        let at = i * bits as usize / 8;
+        let mut w = [0u8; 8];
+        w[..2 * bits as usize].copy_from_slice(&packed[at..at + 2 * bits as usize]);
+        let x = _mm512_set1_epi64(i64::from_le_bytes(w));
+        let c0 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts), mask));
+        let c1 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts_hi), mask));
+        let idx = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+        _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_permutexvar_ps(idx, t));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let va = _mm512_set1_ps(a);
+    let mut i = 0;
+    while i + 16 <= n {
+        let p = y.as_mut_ptr().add(i);
+        _mm512_storeu_ps(p, _mm512_fmadd_ps(va, _mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(p)));
+        i += 16;
+    }
+    super::avx2::axpy(a, &x[i..n], &mut y[i..n]);
+}

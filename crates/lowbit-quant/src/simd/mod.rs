@@ -176,6 +176,39 @@ dispatch!(
     dot_q4_1_q8_1, dot_q4_1_q8_1_at, (codes: &[u8], act: &[u8]) -> f32, dot_q4_1_q8_1_ref
 );
 
+/// Scalar reference: out[i] = levels[code i]·scale for `out.len()` codes of
+/// `bits` bits packed as in [`crate::bitpack`].
+pub fn levels_scaled_ref(packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) {
+    let mut codes = [0u8; 64];
+    for (i, chunk) in out.chunks_mut(64).enumerate() {
+        // 64 codes always start on a byte boundary.
+        let at = i * 64 * bits as usize / 8;
+        let c = &mut codes[..chunk.len()];
+        crate::bitpack::unpack(&packed[at..], bits, c);
+        for (o, &k) in chunk.iter_mut().zip(c.iter()) {
+            *o = levels[k as usize] * scale;
+        }
+    }
+}
+
+dispatch!(
+    /// Codebook decode: packed `bits`-bit codes → levels[code]·scale. The
+    /// vector kernels handle bits ≤ 4 (≤ 16 levels) and fall back above.
+    levels_scaled, levels_scaled_at, (packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) -> (), levels_scaled_ref
+);
+
+/// Scalar reference: y += a·x.
+pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+dispatch!(
+    /// y += a·x over the shorter length.
+    axpy, axpy_at, (a: f32, x: &[f32], y: &mut [f32]) -> (), axpy_ref
+);
+
 /// f32 · f32 through the byte-level kernel (any alignment).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());

@@ -1,0 +1,135 @@
+//! Every KV codec's attention output against the f32 reference on real
+//! SmolLM2-135M keys, values and queries captured from a WikiText-2 window.
+
+use std::sync::Mutex;
+
+use lowbit_engine::kv::{DenseCache, KvCache, KvShape, PagedCache, Policy};
+use lowbit_engine::loader;
+
+/// An f32 cache that also keeps every layer's keys, values and queries.
+struct Recorder {
+    inner: DenseCache,
+    seen: Mutex<Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>>,
+}
+
+impl KvCache for Recorder {
+    fn store(&mut self, l: usize, pos0: usize, k: &[f32], v: &[f32]) {
+        let s = &mut self.seen.lock().unwrap()[l];
+        s.0.extend_from_slice(k);
+        s.1.extend_from_slice(v);
+        self.inner.store(l, pos0, k, v)
+    }
+    fn attend(&self, l: usize, pos: usize, q: &[f32], out: &mut [f32]) {
+        self.seen.lock().unwrap()[l].2.extend_from_slice(q);
+        self.inner.attend(l, pos, q, out)
+    }
+    fn attend_batch(&self, l: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+        self.seen.lock().unwrap()[l].2.extend_from_slice(q);
+        self.inner.attend_batch(l, pos0, n, q, out)
+    }
+    fn bytes_for(&self, t: usize) -> usize {
+        self.inner.bytes_for(t)
+    }
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-30)
+}
+
+#[test]
+fn codecs_keep_attention_close_on_real_smollm2_kv() {
+    let path = match lowbit_assets::smollm2_gguf() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIPPED: SmolLM2 unavailable: {e}");
+            return;
+        }
+    };
+    let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+    };
+    let l = loader::load(&path, None).unwrap();
+    let text = std::fs::read_to_string(text).unwrap();
+    let n = 512;
+    let tokens = l.tokenizer.encode(&text[..12_000], true).unwrap();
+    assert!(tokens.len() >= n);
+    let shape: KvShape = l.model.kv_shape(n);
+    let mut rec = Recorder { inner: DenseCache::new(shape), seen: Mutex::new(vec![Default::default(); shape.n_layers]) };
+    l.model.forward(&tokens[..n], 0, &mut rec, false).unwrap();
+    let seen = rec.seen.into_inner().unwrap();
+    let w = shape.n_heads * shape.head_dim;
+    // Reference outputs per layer.
+    let reference: Vec<Vec<f32>> = seen
+        .iter()
+        .enumerate()
+        .map(|(layer, (k, v, q))| {
+            let mut c = DenseCache::new(KvShape { n_layers: 1, ..shape });
+            c.store(0, 0, k, v);
+            let mut out = vec![0f32; n * w];
+            c.attend_batch(0, 0, n, q, &mut out);
+            let _ = layer;
+            out
+        })
+        .collect();
+    let mut failures = Vec::new();
+    eprintln!("{:<28} {:>9} {:>11} {:>11}", "policy", "bits/el", "mean cos", "worst layer");
+    for (spec, min_cos) in [
+        ("q8_0", 0.999),
+        ("q4_0", 0.99),
+        ("q4_1", 0.99),
+        ("kivi4", 0.99),
+        ("turbo4", 0.99),
+        ("turbo4+center", 0.99),
+        ("polar4", 0.99),
+        ("uniform4:g32:asym+rht", 0.99),
+        ("k=turbo4p,v=f16", 0.99),
+        ("turbo3", 0.0),
+        ("turbo3+center", 0.0),
+        ("kivi3", 0.0),
+        ("polar3", 0.0),
+        ("k=qjl,v=f16", 0.0),
+        ("kivi2", 0.95),
+        ("turbo2", 0.95),
+        ("turbo2+center", 0.95),
+        ("turbo4,sink=1", 0.0),
+        ("turbo4+center,sink=1", 0.0),
+        ("k=turbo4+center,v=turbo4,sink=1", 0.0),
+        ("turbo3,sink=1", 0.0),
+        ("k=turbo3+center,v=turbo3,sink=1", 0.0),
+        ("turbo2,sink=1", 0.0),
+        ("k=turbo2+center,v=turbo2,sink=1", 0.0),
+        ("kivi2,sink=1", 0.0),
+        ("q4_0,sink=1", 0.0),
+        ("turbo4,sink=4", 0.0),
+    ] {
+        let p = Policy::parse(spec).unwrap();
+        let mut per_layer = Vec::new();
+        for (layer, (k, v, q)) in seen.iter().enumerate() {
+            let mut c = PagedCache::new(KvShape { n_layers: 1, ..shape }, &p).unwrap();
+            c.store(0, 0, k, v);
+            let mut out = vec![0f32; n * w];
+            c.attend_batch(0, 0, n, q, &mut out);
+            let cos: f64 = out.chunks(w).zip(reference[layer].chunks(w)).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64;
+            per_layer.push(cos);
+        }
+        let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;
+        let worst = per_layer.iter().copied().fold(1.0, f64::min);
+        let c = PagedCache::new(shape, &p).unwrap();
+        let bits = c.bytes_for(n) as f64 * 8.0 / (n * 2 * shape.n_layers * shape.kv_dim()) as f64;
+        eprintln!("{:<28} {:>9.3} {:>11.5} {:>11.5}", p.to_string(), bits, mean, worst);
+        if mean < min_cos {
+            failures.push(format!("{spec}: mean cosine {mean:.5} < {min_cos}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
