@@ -5,7 +5,7 @@
 //! domain accumulate there and are rotated back once, in [`HeadAcc::finish`].
 
 use lowbit_quant::rot::rht::Rht;
-use lowbit_quant::simd::{axpy, dot_f32};
+use lowbit_quant::simd::{axpy, dot_rows, exp_sub_sum, weighted_rows};
 
 /// The running state of one query head.
 #[derive(Clone, Debug)]
@@ -37,22 +37,22 @@ impl HeadAcc {
     pub fn absorb(&mut self, q: &[f32], keys: &[f32], vals: &[f32], rotated: bool, scores: &mut [f32]) {
         let d = q.len();
         let n = keys.len() / d;
-        let scores = &mut scores[..n];
-        let mut mx = f32::NEG_INFINITY;
-        for (s, k) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-            *s = dot_f32(q, k);
-            mx = mx.max(*s);
-        }
+        dot_rows(q, keys, &mut scores[..n]);
+        self.fold(&mut scores[..n], vals, rotated);
+    }
+
+    /// Fold in rows whose scores (already scaled) are given; `scores` is
+    /// overwritten with the softmax weights.
+    pub fn fold(&mut self, scores: &mut [f32], vals: &[f32], rotated: bool) {
+        let d = self.plain.len();
+        let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         self.rescale(mx);
         if rotated && self.rotated.is_empty() {
             self.rotated = vec![0.0; d];
         }
+        self.sum += exp_sub_sum(scores, self.max);
         let acc = if rotated { &mut self.rotated } else { &mut self.plain };
-        for (s, v) in scores.iter_mut().zip(vals.chunks_exact(d)) {
-            let p = (*s - self.max).exp();
-            self.sum += p;
-            axpy(p, v, acc);
-        }
+        weighted_rows(scores, vals, acc);
     }
 
     /// Merge another state over a disjoint token range.

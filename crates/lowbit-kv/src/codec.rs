@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use lowbit_quant::bitpack::{pack, packed_len, unpack};
 use lowbit_quant::rot::rht::Rht;
-use lowbit_quant::{Codec, Format};
+use lowbit_quant::{act_format, Activation, Codec, Format};
 
 use crate::error::{KvError, Result};
 use crate::policy::CodecSpec;
@@ -31,6 +31,21 @@ pub trait PlaneCodec: Send + Sync {
     /// the rotated domain when [`PlaneCodec::rotation`] is `Some`.
     fn decode(&self, region: &[u8], t0: usize, t1: usize, out: &mut [f32]);
     fn rotation(&self) -> Option<&Rht>;
+    /// The 8-bit query format of [`PlaneCodec::dot_q8`], for codecs that
+    /// score keys with integer dot products instead of decoding them.
+    fn activation(&self) -> Option<Activation> {
+        None
+    }
+    /// Score of token `t` against a query quantized to
+    /// [`PlaneCodec::activation`]'s format.
+    fn dot_q8(&self, _region: &[u8], _t: usize, _act: &[u8]) -> f32 {
+        unreachable!("dot_q8 is only called when activation() is Some")
+    }
+}
+
+/// A query quantized for [`PlaneCodec::dot_q8`].
+pub fn quantize_query(a: Activation, q: &[f32]) -> Vec<u8> {
+    act_format(a).encode(q).expect("queries are finite and whole blocks")
 }
 
 /// Build the codec of one plane; `None` for f16 (kept raw).
@@ -115,6 +130,17 @@ impl PlaneCodec for TokenCodec {
     }
     fn rotation(&self) -> Option<&Rht> {
         self.rht.as_ref().or_else(|| self.codec().rotation())
+    }
+    fn activation(&self) -> Option<Activation> {
+        // Integer scoring needs codes in the query's own domain.
+        if self.rotation().is_some() {
+            None
+        } else {
+            self.codec().activation()
+        }
+    }
+    fn dot_q8(&self, region: &[u8], t: usize, act: &[u8]) -> f32 {
+        self.codec().dot_q8(&region[t * self.token_bytes..(t + 1) * self.token_bytes], act)
     }
 }
 
@@ -247,11 +273,20 @@ impl PlaneCodec for KiviKeys {
         let f16_at = |i: usize| half::f16::from_le_bytes([head[i], head[i + 1]]).to_f32();
         let scale: Vec<f32> = (0..d).map(|c| f16_at(4 * c)).collect();
         let min: Vec<f32> = (0..d).map(|c| f16_at(4 * c + 2)).collect();
+        // Codes to floats through the SIMD codebook decode (levels 0, 1, …),
+        // then each channel's scale and minimum.
+        let identity: Vec<f32> = (0..1u32 << self.bits.min(4)).map(|k| k as f32).collect();
         let mut codes = vec![0u8; d];
         for (t, row) in (t0..t1).zip(out.chunks_exact_mut(d)) {
-            unpack(&body[t * rb..(t + 1) * rb], self.bits, &mut codes);
-            for (((o, &q), s), m) in row.iter_mut().zip(&codes).zip(&scale).zip(&min) {
-                *o = q as f32 * s + m;
+            let packed = &body[t * rb..(t + 1) * rb];
+            if self.bits <= 4 {
+                lowbit_quant::simd::levels_scaled(packed, self.bits, &identity, 1.0, row);
+            } else {
+                unpack(packed, self.bits, &mut codes);
+                row.iter_mut().zip(&codes).for_each(|(o, &q)| *o = q as f32);
+            }
+            for ((o, s), m) in row.iter_mut().zip(&scale).zip(&min) {
+                *o = *o * s + m;
             }
         }
     }

@@ -493,6 +493,13 @@ impl PagedCache {
         let (ck_min, cv_min) = (cuts.iter().map(|c| c.0).min().unwrap_or(0), cuts.iter().map(|c| c.1).min().unwrap_or(0));
         let (ck_max, cv_max) = (cuts.iter().map(|c| c.0).max().unwrap_or(0), cuts.iter().map(|c| c.1).max().unwrap_or(0));
         let k_rot = lc.k.as_ref().is_some_and(|c| c.rotation().is_some());
+        // Codecs with an integer dot product score coded keys straight from
+        // their codes against the query quantized once to 8 bits.
+        let k_int = lc.k.as_ref().and_then(|c| c.activation());
+        let q8: Vec<Vec<u8>> = match k_int {
+            Some(a) => (0..positions.len() * g).map(|ij| codec::quantize_query(a, q.get(ij / g, h * g + ij % g, false))).collect(),
+            None => Vec::new(),
+        };
         let v_rot = lc.v.as_ref().is_some_and(|c| c.rotation().is_some());
         for b in blocks {
             let b0 = b * bt;
@@ -506,7 +513,7 @@ impl PagedCache {
             for (plane, codec, cmin, cmax, coded, raw) in
                 [(&blk.k, &lc.k, ck_min, ck_max, &mut kc, &mut kr), (&blk.v, &lc.v, cv_min, cv_max, &mut vc, &mut vr)]
             {
-                if let Some(c) = codec {
+                if let Some(c) = codec.as_ref().filter(|c| c.activation().is_none() || std::ptr::eq(plane, &blk.v)) {
                     let t1 = e_max.min(cmax);
                     if t1 > lo {
                         let hb = c.head_bytes();
@@ -535,8 +542,18 @@ impl PagedCache {
                     let keys = if kcoded { &kc[rows.clone()] } else { &kr[rows.clone()] };
                     let vals = if vcoded { &vc[rows.clone()] } else { &vr[rows] };
                     for j in 0..g {
-                        let qv = q.get(i, h * g + j, kcoded && k_rot);
-                        accs[i * g + j].absorb(qv, keys, vals, vcoded && v_rot, &mut scores);
+                        let acc = &mut accs[i * g + j];
+                        match (kcoded, k_int, &lc.k) {
+                            (true, Some(_), Some(c)) => {
+                                let region = &blk.k.codes[h * c.head_bytes()..(h + 1) * c.head_bytes()];
+                                let sc = &mut scores[..s1 - s0];
+                                for (t, s) in (s0..s1).zip(sc.iter_mut()) {
+                                    *s = c.dot_q8(region, t - b0, &q8[i * g + j]);
+                                }
+                                acc.fold(sc, vals, vcoded && v_rot);
+                            }
+                            _ => acc.absorb(q.get(i, h * g + j, kcoded && k_rot), keys, vals, vcoded && v_rot, &mut scores),
+                        }
                     }
                 }
             }

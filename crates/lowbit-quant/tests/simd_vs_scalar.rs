@@ -261,3 +261,50 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn exp_sub_sum_matches(n in 0usize..70, seed in any::<u64>()) {
+        // Scores spanning the whole useful range, down to underflow.
+        let x: Vec<f32> = vecs(n, seed).iter().map(|v| v * 12.0).collect();
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut want = x.clone();
+        let ws = simd::exp_sub_sum_at(Level::Scalar, &mut want, max);
+        for l in levels() {
+            let mut got = x.clone();
+            let gs = simd::exp_sub_sum_at(l, &mut got, max);
+            prop_assert!((gs - ws).abs() <= 1e-6 * ws.max(1e-30), "{:?}: sum {} vs {}", l, gs, ws);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 1e-6 * w.max(1e-30) + 1e-37, "{:?}: {} vs {}", l, g, w);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn row_kernels_match(n in 0usize..40, d in prop::sample::select(vec![8usize, 24, 64, 72, 128, 200]), seed in any::<u64>()) {
+        let (q, rows, w, acc0) = (vecs(d, seed), vecs(n * d, seed ^ 1), vecs(n, seed ^ 2), vecs(d, seed ^ 3));
+        let mut want_dots = vec![0f32; n];
+        simd::dot_rows_at(Level::Scalar, &q, &rows, &mut want_dots);
+        let mut want_acc = acc0.clone();
+        simd::weighted_rows_at(Level::Scalar, &w, &rows, &mut want_acc);
+        let scale = 9.0 * 9.0 * d as f32 * (n.max(1) as f32);
+        for l in levels() {
+            let mut dots = vec![0f32; n];
+            simd::dot_rows_at(l, &q, &rows, &mut dots);
+            let mut acc = acc0.clone();
+            simd::weighted_rows_at(l, &w, &rows, &mut acc);
+            for (g, e) in dots.iter().zip(&want_dots) {
+                prop_assert!(close(*g, *e, scale), "{:?} dot: {} vs {}", l, g, e);
+            }
+            for (g, e) in acc.iter().zip(&want_acc) {
+                prop_assert!(close(*g, *e, scale), "{:?} acc: {} vs {}", l, g, e);
+            }
+        }
+    }
+}

@@ -66,9 +66,22 @@ impl Codec for Uniform {
         }
     }
     fn decode(&self, codes: &[u8], out: &mut [f32]) {
-        let mut c = vec![0u8; self.group];
         let h = self.header();
         let half = ((1u32 << (self.bits - 1)) - 1) as f32;
+        if self.bits <= 4 {
+            // Each group's ≤ 16 levels as a table: the SIMD codebook decode.
+            let mut table = [0f32; 16];
+            for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.group)) {
+                let d = get_f16(b, 0);
+                let (off, m) = if self.asym { (0.0, get_f16(b, 2)) } else { (half, 0.0) };
+                for (k, t) in table.iter_mut().enumerate() {
+                    *t = (k as f32 - off) * d + m;
+                }
+                crate::simd::levels_scaled(&b[h..], self.bits, &table[..1 << self.bits], 1.0, y);
+            }
+            return;
+        }
+        let mut c = vec![0u8; self.group];
         for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.group)) {
             unpack(&b[h..], self.bits, &mut c);
             let d = get_f16(b, 0);

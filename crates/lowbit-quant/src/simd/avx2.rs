@@ -354,9 +354,15 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
 #[inline(always)]
 unsafe fn codes8(packed: &[u8], bits: u32, i: usize, shifts: __m256i, mask: __m256i) -> __m256i {
     let at = i * bits as usize / 8;
-    let mut w = [0u8; 4];
-    w[..bits as usize].copy_from_slice(&packed[at..at + bits as usize]);
-    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(i32::from_le_bytes(w)), shifts), mask)
+    // A whole-word load where the buffer allows (a short copy is a call).
+    let word = if at + 4 <= packed.len() {
+        std::ptr::read_unaligned(packed.as_ptr().add(at) as *const i32)
+    } else {
+        let mut w = [0u8; 4];
+        w[..bits as usize].copy_from_slice(&packed[at..at + bits as usize]);
+        i32::from_le_bytes(w)
+    };
+    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), shifts), mask)
 }
 
 #[inline(always)]
@@ -399,5 +405,73 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
     for j in i..n {
         y[j] += a * x[j];
+    }
+}
+
+/// exp(x) for x ≤ 0 (Cephes expf: 2^n · p(r), r = x − n·ln 2).
+#[inline(always)]
+unsafe fn exp256(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+    let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    let e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    _mm256_mul_ps(p, _mm256_castsi256_ps(e))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn exp_sub_sum(x: &mut [f32], max: f32) -> f32 {
+    let m = _mm256_set1_ps(max);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= x.len() {
+        let p = x.as_mut_ptr().add(i);
+        let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+        _mm256_storeu_ps(p, e);
+        acc = _mm256_add_ps(acc, e);
+        i += 8;
+    }
+    hsum_ps(acc) + super::exp_sub_sum_ref(&mut x[i..], max)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn weighted_rows(w: &[f32], rows: &[f32], acc: &mut [f32]) {
+    let d = acc.len();
+    let n = w.len().min(rows.len() / d.max(1));
+    let mut c0 = 0;
+    while c0 + 32 <= d {
+        let a = acc.as_mut_ptr().add(c0);
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm256_loadu_ps(a), _mm256_loadu_ps(a.add(8)), _mm256_loadu_ps(a.add(16)), _mm256_loadu_ps(a.add(24)));
+        for i in 0..n {
+            let r = rows.as_ptr().add(i * d + c0);
+            let wi = _mm256_set1_ps(w[i]);
+            a0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r.add(8)), a1);
+            a2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r.add(16)), a2);
+            a3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r.add(24)), a3);
+        }
+        _mm256_storeu_ps(a, a0);
+        _mm256_storeu_ps(a.add(8), a1);
+        _mm256_storeu_ps(a.add(16), a2);
+        _mm256_storeu_ps(a.add(24), a3);
+        c0 += 32;
+    }
+    if c0 < d {
+        for i in 0..n {
+            super::axpy_ref(w[i], &rows[i * d + c0..(i + 1) * d], &mut acc[c0..]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(d.max(1))) {
+        *o = dot_f32_bytes(std::slice::from_raw_parts(row.as_ptr() as *const u8, 4 * d), q);
     }
 }

@@ -309,15 +309,38 @@ pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32
     let shifts = _mm512_setr_epi64(0, b as i64, 2 * b as i64, 3 * b as i64, 4 * b as i64, 5 * b as i64, 6 * b as i64, 7 * b as i64);
     let shifts_hi = _mm512_add_epi64(shifts, _mm512_set1_epi64(8 * b as i64));
     let mask = _mm512_set1_epi64((1i64 << b) - 1);
+    let mask32 = _mm512_set1_epi32((1i32 << b) - 1);
+    let bb = bits as i32;
+    let shifts32 = if bits <= 2 {
+        _mm512_setr_epi32(0, bb, 2 * bb, 3 * bb, 4 * bb, 5 * bb, 6 * bb, 7 * bb, 8 * bb, 9 * bb, 10 * bb, 11 * bb, 12 * bb, 13 * bb, 14 * bb, 15 * bb)
+    } else {
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+    };
+    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for i in (0..n).step_by(16) {
         // Sixteen codes fill 2·bits bytes from byte i·bits/8.
         let at = i * bits as usize / 8;
-        let mut w = [0u8; 8];
-        w[..2 * bits as usize].copy_from_slice(&packed[at..at + 2 * bits as usize]);
-        let x = _mm512_set1_epi64(i64::from_le_bytes(w));
-        let c0 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts), mask));
-        let c1 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts_hi), mask));
-        let idx = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+        // A whole-word load where the buffer allows (a short copy is a call).
+        let word = if at + 8 <= packed.len() {
+            std::ptr::read_unaligned(packed.as_ptr().add(at) as *const i64)
+        } else {
+            let mut w = [0u8; 8];
+            w[..2 * bits as usize].copy_from_slice(&packed[at..at + 2 * bits as usize]);
+            i64::from_le_bytes(w)
+        };
+        let idx = if bits <= 2 {
+            // Sixteen codes in the low 32 bits: one shift per 32-bit lane.
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(word as i32), shifts32), mask32)
+        } else if bits == 4 {
+            // Low word to lanes 0..8, high word to lanes 8..16.
+            let x = _mm512_permutexvar_epi32(halves, _mm512_set1_epi64(word));
+            _mm512_and_si512(_mm512_srlv_epi32(x, shifts32), mask32)
+        } else {
+            let x = _mm512_set1_epi64(word);
+            let c0 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts), mask));
+            let c1 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts_hi), mask));
+            _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1)
+        };
         _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_permutexvar_ps(idx, t));
     }
 }
@@ -333,4 +356,63 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         i += 16;
     }
     super::avx2::axpy(a, &x[i..n], &mut y[i..n]);
+}
+
+/// The softmax step is short (one block of scores); the AVX2 kernel is used.
+pub unsafe fn exp_sub_sum(x: &mut [f32], max: f32) -> f32 {
+    super::avx2::exp_sub_sum(x, max)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn weighted_rows(w: &[f32], rows: &[f32], acc: &mut [f32]) {
+    let d = acc.len();
+    let n = w.len().min(rows.len() / d.max(1));
+    let mut c0 = 0;
+    while c0 + 64 <= d {
+        let a = acc.as_mut_ptr().add(c0);
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm512_loadu_ps(a), _mm512_loadu_ps(a.add(16)), _mm512_loadu_ps(a.add(32)), _mm512_loadu_ps(a.add(48)));
+        for i in 0..n {
+            let r = rows.as_ptr().add(i * d + c0);
+            let wi = _mm512_set1_ps(w[i]);
+            a0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), a0);
+            a1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(16)), a1);
+            a2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(32)), a2);
+            a3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(48)), a3);
+        }
+        _mm512_storeu_ps(a, a0);
+        _mm512_storeu_ps(a.add(16), a1);
+        _mm512_storeu_ps(a.add(32), a2);
+        _mm512_storeu_ps(a.add(48), a3);
+        c0 += 64;
+    }
+    if c0 < d {
+        // Columns past the last 64: the AVX2 kernel on a column slice.
+        for i in 0..n {
+            super::avx2::axpy(w[i], &rows[i * d + c0..(i + 1) * d], &mut acc[c0..]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    if d != 64 && d != 128 {
+        return super::avx2::dot_rows(q, rows, out);
+    }
+    // The query lives in registers; each row costs d/16 multiply-adds.
+    let qv: [__m512; 8] = std::array::from_fn(|j| if 16 * j < d { _mm512_loadu_ps(q.as_ptr().add(16 * j)) } else { _mm512_setzero_ps() });
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
+        let r = row.as_ptr();
+        let mut a0 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(r));
+        let mut a1 = _mm512_mul_ps(qv[1], _mm512_loadu_ps(r.add(16)));
+        a0 = _mm512_fmadd_ps(qv[2], _mm512_loadu_ps(r.add(32)), a0);
+        a1 = _mm512_fmadd_ps(qv[3], _mm512_loadu_ps(r.add(48)), a1);
+        if d == 128 {
+            a0 = _mm512_fmadd_ps(qv[4], _mm512_loadu_ps(r.add(64)), a0);
+            a1 = _mm512_fmadd_ps(qv[5], _mm512_loadu_ps(r.add(80)), a1);
+            a0 = _mm512_fmadd_ps(qv[6], _mm512_loadu_ps(r.add(96)), a0);
+            a1 = _mm512_fmadd_ps(qv[7], _mm512_loadu_ps(r.add(112)), a1);
+        }
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
 }

@@ -209,6 +209,49 @@ dispatch!(
     axpy, axpy_at, (a: f32, x: &[f32], y: &mut [f32]) -> (), axpy_ref
 );
 
+/// Scalar reference: x[i] ← exp(x[i] − max); returns the sum (a softmax
+/// step; `max` ≥ every x[i]).
+pub fn exp_sub_sum_ref(x: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    sum
+}
+
+dispatch!(
+    /// x[i] ← exp(x[i] − max), returning Σ x[i]; vector versions use a
+    /// degree-6 polynomial (relative error about 2e-7).
+    exp_sub_sum, exp_sub_sum_at, (x: &mut [f32], max: f32) -> f32, exp_sub_sum_ref
+);
+
+/// Scalar reference: acc += Σ_i w[i]·rows[i] (rows of acc.len() floats) —
+/// a softmax-weighted sum of value rows.
+pub fn weighted_rows_ref(w: &[f32], rows: &[f32], acc: &mut [f32]) {
+    let d = acc.len();
+    for (&wi, row) in w.iter().zip(rows.chunks_exact(d)) {
+        axpy_ref(wi, row, acc);
+    }
+}
+
+dispatch!(
+    /// acc += Σ_i w[i]·rows[i]: the accumulator stays in registers across rows.
+    weighted_rows, weighted_rows_at, (w: &[f32], rows: &[f32], acc: &mut [f32]) -> (), weighted_rows_ref
+);
+
+/// Scalar reference: out[i] = q · rows[i] (rows of q.len() floats).
+pub fn dot_rows_ref(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(q.len())) {
+        *o = q.iter().zip(row).map(|(a, b)| a * b).sum();
+    }
+}
+
+dispatch!(
+    /// out[i] = q · rows[i]: the query stays in registers across rows.
+    dot_rows, dot_rows_at, (q: &[f32], rows: &[f32], out: &mut [f32]) -> (), dot_rows_ref
+);
+
 /// f32 · f32 through the byte-level kernel (any alignment).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
