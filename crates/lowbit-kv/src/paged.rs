@@ -35,6 +35,8 @@ type Codec = Option<Arc<dyn PlaneCodec>>;
 struct Plane {
     raw: Vec<f16>,
     codes: Vec<u8>,
+    /// Index into the layer's tier codecs the codes are in.
+    tier: u8,
 }
 
 impl Plane {
@@ -108,8 +110,22 @@ struct SeqLayer {
 }
 
 struct LayerCodecs {
+    /// The codec tokens are coded with when they leave the window.
     k: Codec,
     v: Codec,
+    /// Every tier's codec (the first is `k` / `v`); one entry without tiers.
+    k_tiers: Vec<Arc<dyn PlaneCodec>>,
+    v_tiers: Vec<Arc<dyn PlaneCodec>>,
+}
+
+impl LayerCodecs {
+    fn tiers(&self, is_k: bool) -> &[Arc<dyn PlaneCodec>] {
+        if is_k {
+            &self.k_tiers
+        } else {
+            &self.v_tiers
+        }
+    }
 }
 
 /// Bytes of one layer of one sequence, by part.
@@ -173,7 +189,18 @@ impl PagedCache {
         let mut layers = Vec::with_capacity(shape.n_layers);
         for l in 0..shape.n_layers {
             let (k, v) = policy.layer(l);
-            layers.push(LayerCodecs { k: codec::build(k, true, shape.head_dim, block)?, v: codec::build(v, false, shape.head_dim, block)? });
+            let tiers = |c: &CodecSpec, is_k: bool| -> Result<Vec<Arc<dyn PlaneCodec>>> {
+                let specs: Vec<CodecSpec> = if policy.tiers.is_empty() || c.is_f16() {
+                    vec![c.clone()]
+                } else {
+                    policy.tiers.iter().map(|&(b, _)| c.with_bits(b)).collect::<std::result::Result<_, _>>().map_err(|reason| {
+                        KvError::BadPolicy { spec: policy.to_string(), reason, expected: "tiers on a kivi, turbo, polar or uniform plane" }
+                    })?
+                };
+                Ok(specs.iter().map(|s| codec::build(s, is_k, shape.head_dim, block)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect())
+            };
+            let (k_tiers, v_tiers) = (tiers(k, true)?, tiers(v, false)?);
+            layers.push(LayerCodecs { k: k_tiers.first().cloned(), v: v_tiers.first().cloned(), k_tiers, v_tiers });
         }
         Ok(PagedCache {
             shape,
@@ -293,7 +320,7 @@ impl PagedCache {
         let sink = tokens.min(self.sink) * self.shape.kv_dim() * 2;
         let nb = tokens.div_ceil(bt);
         let lc = &self.layers[layer];
-        let plane = |codec: &Codec| {
+        let plane = |codec: &Codec, is_k: bool| {
             let coded = self.target(codec, tokens);
             let (mut codes, mut window) = (0, 0);
             for b in 0..nb {
@@ -302,10 +329,9 @@ impl PagedCache {
                 if lo >= hi {
                     continue;
                 }
-                if let Some(c) = codec {
-                    if coded > lo {
-                        codes += nh * c.head_bytes();
-                    }
+                if codec.is_some() && coded > lo {
+                    let tier = if coded >= hi { self.tier_at(tokens, hi) } else { 0 };
+                    codes += nh * lc.tiers(is_k)[tier].head_bytes();
                 }
                 if codec.is_none() || coded < hi {
                     window += raw;
@@ -313,8 +339,61 @@ impl PagedCache {
             }
             (codes, window)
         };
-        let ((kc, kw), (vc, vw)) = (plane(&lc.k), plane(&lc.v));
+        let ((kc, kw), (vc, vw)) = (plane(&lc.k, true), plane(&lc.v, false));
         LayerBytes { k_codes: kc, k_raw: kw + sink, v_codes: vc, v_raw: vw + sink, tables: nb * 8 }
+    }
+
+    /// The tier of a fully coded block ending at `end` once `len` tokens
+    /// are stored: how many tier ages its newest token has reached.
+    fn tier_at(&self, len: usize, end: usize) -> usize {
+        let age = len - end;
+        self.policy.tiers.iter().filter(|(_, a)| a.is_some_and(|a| age >= a)).count()
+    }
+
+    /// Re-code the fully coded blocks of `layer` whose age moved them to a
+    /// later tier (decode, undo the rotation, encode at the new width).
+    fn retier(&mut self, layer: usize) {
+        if self.policy.tiers.len() < 2 {
+            return;
+        }
+        let (d, bt, nh) = (self.shape.head_dim, self.block, self.shape.n_kv_heads);
+        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let (len, nblocks) = (sl.len, sl.table.len());
+        let coded = [sl.k.coded, sl.v.coded];
+        let mut rows = vec![0f32; bt * d];
+        for (pi, is_k) in [(0, true), (1, false)] {
+            let tiers = self.layers[layer].tiers(is_k).to_vec();
+            if tiers.len() < 2 {
+                continue;
+            }
+            for b in 0..nblocks {
+                let (lo, hi) = ((b * bt).max(self.sink), (b + 1) * bt);
+                if hi > coded[pi] {
+                    break;
+                }
+                let want = self.tier_at(len, hi);
+                let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+                let plane = &self.pool.blocks[sl.table[b] as usize];
+                let have = if is_k { plane.k.tier } else { plane.v.tier } as usize;
+                if lo >= hi || want <= have {
+                    continue;
+                }
+                let blk = self.unique(layer, b);
+                let plane = if is_k { &mut blk.k } else { &mut blk.v };
+                let (from, to) = (&tiers[have], &tiers[want]);
+                let mut codes = vec![0u8; nh * to.head_bytes()];
+                let rows = &mut rows[..(hi - lo) * d];
+                for h in 0..nh {
+                    from.decode(&plane.codes[h * from.head_bytes()..(h + 1) * from.head_bytes()], lo - b * bt, hi - b * bt, rows);
+                    if let Some(r) = from.rotation() {
+                        rows.chunks_exact_mut(d).for_each(|row| r.inverse(row));
+                    }
+                    to.encode(rows, lo - b * bt, &mut codes[h * to.head_bytes()..(h + 1) * to.head_bytes()]);
+                }
+                plane.codes = codes;
+                plane.tier = want as u8;
+            }
+        }
     }
 
     /// Tokens of a plane coded once `len` tokens are stored.
@@ -351,6 +430,7 @@ impl PagedCache {
     }
 
     fn settle(&mut self, layer: usize) {
+        self.retier(layer);
         let Some(seq) = self.seqs[self.active].as_mut() else { return };
         let sl = &mut seq[layer];
         let lc = &self.layers[layer];
@@ -389,10 +469,15 @@ impl PagedCache {
             let codec = if is_k { self.layers[layer].k.clone() } else { self.layers[layer].v.clone() };
             let Some(c) = codec else { continue };
             let mut new = coded.min(pos);
-            if !c.per_token() && coded > pos && pos % self.block != 0 {
-                // A block codec cannot drop part of a block: restore the kept
-                // tokens of the last block to raw rows from their codes.
-                let b = pos / self.block;
+            let b = pos / self.block;
+            let tier = |s: &Self| {
+                let id = s.seqs[s.active].as_ref().expect("active sequence")[layer].table[b] as usize;
+                if is_k { s.pool.blocks[id].k.tier } else { s.pool.blocks[id].v.tier }
+            };
+            if coded > pos && pos % self.block != 0 && (!c.per_token() || tier(self) != 0) {
+                // A block codec cannot drop part of a block, nor can a block
+                // re-coded to a later tier take new tokens: restore its kept
+                // tokens to raw rows from their codes, to be coded again.
                 new = b * self.block;
                 self.uncode_block(layer, b, is_k, &c);
             }
@@ -406,9 +491,11 @@ impl PagedCache {
 
     fn uncode_block(&mut self, layer: usize, b: usize, is_k: bool, c: &Arc<dyn PlaneCodec>) {
         let (d, kvd, bt, raw_len) = (self.shape.head_dim, self.shape.kv_dim(), self.block, self.raw_len());
+        let tiers = self.layers[layer].tiers(is_k).to_vec();
         let blk = self.unique(layer, b);
         let plane = if is_k { &mut blk.k } else { &mut blk.v };
         plane.raw.resize(raw_len, f16::ZERO);
+        let c = tiers.get(plane.tier as usize).unwrap_or(c);
         let hb = c.head_bytes();
         let mut rows = vec![0f32; bt * d];
         for h in 0..kvd / d {
@@ -436,8 +523,9 @@ impl PagedCache {
             let end = target.min((b + 1) * bt);
             let blk = self.unique(layer, b);
             let plane = if is_k { &mut blk.k } else { &mut blk.v };
-            if plane.codes.is_empty() {
+            if plane.codes.is_empty() || plane.tier != 0 {
                 plane.codes = vec![0; nh * hb];
+                plane.tier = 0;
             }
             let (s0, s1) = (t - b * bt, end - b * bt);
             for h in 0..nh {
@@ -513,7 +601,9 @@ impl PagedCache {
             for (plane, codec, cmin, cmax, coded, raw) in
                 [(&blk.k, &lc.k, ck_min, ck_max, &mut kc, &mut kr), (&blk.v, &lc.v, cv_min, cv_max, &mut vc, &mut vr)]
             {
+                let tiers = lc.tiers(std::ptr::eq(plane, &blk.k));
                 if let Some(c) = codec.as_ref().filter(|c| c.activation().is_none() || std::ptr::eq(plane, &blk.v)) {
+                    let c = tiers.get(plane.tier as usize).unwrap_or(c);
                     let t1 = e_max.min(cmax);
                     if t1 > lo {
                         let hb = c.head_bytes();

@@ -7,7 +7,11 @@
 //! - `window=R` — the most recent R tokens stay in f16;
 //! - `sink=S` — the first S tokens stay in f16 (attention sinks: most
 //!   heads put much of their weight on the first token, so its error is
-//!   not averaged away).
+//!   not averaged away);
+//! - `tiers=B1@A1,B2@A2,…,Bn` — progressive tiers by age: coded tokens
+//!   younger than A1 use B1 bits, younger than A2 use B2, older ones Bn.
+//!   The plane codecs give the family (kivi, turbo, uniform, polar); a
+//!   block is re-coded once all its tokens cross an age, at the next store.
 //!
 //! CODEC is `f16`; a ggml block format `q8_0`, `q5_0`, `q5_1`, `q4_0`,
 //! `q4_1`, `iq4_nl`; `kivi{2..8}[:g<G>]` (keys per channel in groups of G
@@ -27,7 +31,7 @@ use lowbit_quant::Spec;
 
 use crate::error::{KvError, Result};
 
-const EXPECTED: &str = "CODEC | kv=CODEC | k=CODEC | v=CODEC | k[a-b]=CODEC | v[a]=CODEC | window=R | sink=S, \
+const EXPECTED: &str = "CODEC | kv=CODEC | k=CODEC | v=CODEC | k[a-b]=CODEC | v[a]=CODEC | window=R | sink=S | tiers=B@AGE,…,B, \
 CODEC one of f16, q8_0, q5_0, q5_1, q4_0, q4_1, iq4_nl, kivi{2..8}[:g<G>], turbo{1..5}, turbo{2..5}p, qjl, polar{3,4}, \
 uniform{2..8}[:g<G>][:sym|:asym], with +rht on the non-rotating ones; or the whole policy `f32`";
 
@@ -99,7 +103,27 @@ impl CodecSpec {
         Ok(CodecSpec::Quant { spec, rht, center })
     }
 
-    /// Whether tokens can be coded one at a time (KIVI keys need a block).
+    /// The same codec at another bit width (for tiers).
+    pub fn with_bits(&self, bits: u32) -> std::result::Result<CodecSpec, String> {
+        let name = match self {
+            CodecSpec::Kivi { group, .. } => format!("kivi{bits}:g{group}"),
+            CodecSpec::Quant { spec, .. } if ["turbo", "turbo-p", "polar", "uniform"].contains(&spec.row.family) => {
+                let s = spec.to_string();
+                let digits = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
+                let rest: String = s[digits..].chars().skip_while(|c| c.is_ascii_digit()).collect();
+                format!("{}{bits}{rest}", &s[..digits])
+            }
+            _ => return Err(format!("tiers need a codec family with a bit width (kivi, turbo, polar, uniform), not `{self}`")),
+        };
+        let mut c = CodecSpec::parse(&name)?;
+        match (&mut c, self) {
+            (CodecSpec::Kivi { rht, .. }, CodecSpec::Kivi { rht: r, .. }) => *rht = *r,
+            (CodecSpec::Quant { rht, center, .. }, CodecSpec::Quant { rht: r, center: ce, .. }) => (*rht, *center) = (*r, *ce),
+            _ => {}
+        }
+        Ok(c)
+    }
+
     pub fn is_f16(&self) -> bool {
         matches!(self, CodecSpec::F16)
     }
@@ -134,6 +158,8 @@ pub struct Policy {
     pub window: usize,
     /// The first `sink` tokens stay in f16.
     pub sink: usize,
+    /// Progressive tiers: (bits, age limit); the last has no limit.
+    pub tiers: Vec<(u32, Option<usize>)>,
     pub overrides: Vec<LayerOverride>,
     /// The plain f32 reference cache (policy `f32`).
     pub f32_reference: bool,
@@ -147,7 +173,7 @@ impl Default for Policy {
 
 impl Policy {
     pub fn f16() -> Policy {
-        Policy { k: CodecSpec::F16, v: CodecSpec::F16, window: 0, sink: 0, overrides: vec![], f32_reference: false }
+        Policy { k: CodecSpec::F16, v: CodecSpec::F16, window: 0, sink: 0, tiers: vec![], overrides: vec![], f32_reference: false }
     }
 
     pub fn f32() -> Policy {
@@ -165,7 +191,34 @@ impl Policy {
         }
         let mut p = Policy::f16();
         let (mut k, mut v, mut window, mut sink) = (None, None, None, None);
+        let mut in_tiers = false;
         for item in text.split(',').map(str::trim) {
+            // Tier entries continue a `tiers=` list: `B@AGE`, then a final `B`.
+            let tier = |e: &str| -> std::result::Result<(u32, Option<usize>), String> {
+                let (b, a) = match e.split_once('@') {
+                    Some((b, a)) => (b, Some(a.parse::<usize>().map_err(|_| format!("tier `{e}`: bad age"))?)),
+                    None => (e, None),
+                };
+                Ok((b.parse::<u32>().map_err(|_| format!("tier `{e}`: expected BITS@AGE or BITS"))?, a))
+            };
+            if in_tiers && item.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                let t = tier(item).map_err(|r| bad(r))?;
+                in_tiers = t.1.is_some();
+                p.tiers.push(t);
+                continue;
+            }
+            if let Some(first) = item.strip_prefix("tiers=") {
+                if !p.tiers.is_empty() {
+                    return Err(bad("tiers given twice".into()));
+                }
+                let t = tier(first.trim()).map_err(|r| bad(r))?;
+                in_tiers = t.1.is_some();
+                p.tiers.push(t);
+                continue;
+            }
+            if in_tiers {
+                return Err(bad(format!("tiers must end with a bare bit width (e.g. `tiers=4@1024,2`), got `{item}`")));
+            }
             let (key, val) = match item.split_once('=') {
                 Some((key, val)) => (key.trim(), val.trim()),
                 None => ("kv", item),
@@ -216,6 +269,12 @@ impl Policy {
                 }
             }
         }
+        if in_tiers {
+            return Err(bad("tiers must end with a bare bit width (e.g. `tiers=4@1024,2`)".into()));
+        }
+        if p.tiers.windows(2).any(|w| w[0].1 >= w[1].1 && w[1].1.is_some()) {
+            return Err(bad("tier ages must increase".into()));
+        }
         p.k = k.unwrap_or(CodecSpec::F16);
         p.v = v.unwrap_or(CodecSpec::F16);
         p.window = window.unwrap_or(0);
@@ -249,6 +308,12 @@ impl fmt::Display for Policy {
         }
         if self.sink > 0 {
             write!(f, ",sink={}", self.sink)?;
+        }
+        for (i, (b, a)) in self.tiers.iter().enumerate() {
+            write!(f, "{}{b}", if i == 0 { ",tiers=" } else { "," })?;
+            if let Some(a) = a {
+                write!(f, "@{a}")?;
+            }
         }
         for o in &self.overrides {
             let r = if o.first == o.last { o.first.to_string() } else { format!("{}-{}", o.first, o.last) };
@@ -288,6 +353,8 @@ mod tests {
             ("k=q8_0,v=q4_0", "k=q8_0,v=q4_0"),
             ("k=turbo4, v=turbo3, window=64", "k=turbo4,v=turbo3,window=64"),
             ("sink=4,turbo3,window=16", "k=turbo3,v=turbo3,window=16,sink=4"),
+            ("kivi4,tiers=8@1024,4@8192,2", "k=kivi4:g32,v=kivi4:g32,tiers=8@1024,4@8192,2"),
+            ("tiers=4@64,2,k=turbo4+center,v=turbo4", "k=turbo4+center,v=turbo4,tiers=4@64,2"),
             ("kivi2", "k=kivi2:g32,v=kivi2:g32"),
             ("kv=kivi4:g128,window=128", "k=kivi4:g128,v=kivi4:g128,window=128"),
             ("k=q4_0+rht,v=uniform3:g32:asym", "k=q4_0+rht,v=uniform3:g32:asym"),
@@ -322,6 +389,9 @@ mod tests {
             ("window=x", "token count"),
             ("k[3-1]=q8_0", "layer range"),
             ("depth=3", "unknown item"),
+            ("kivi4,tiers=4@100", "bare bit width"),
+            ("kivi4,tiers=4@100,3@50,2", "increase"),
+            ("kivi4,tiers=4@x,2", "bad age"),
             ("zzz", "unknown format"),
         ] {
             let e = Policy::parse(bad).unwrap_err().to_string();

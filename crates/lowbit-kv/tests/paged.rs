@@ -118,7 +118,7 @@ fn compressed_attention_equals_attention_over_decoded_rows() {
 
 #[test]
 fn byte_accounting_is_exact() {
-    for spec in ["f16", "q4_0", "k=turbo4,v=turbo3,window=40", "kivi2:g64,window=16", "k=qjl,v=f16", "k=turbo4+center,v=turbo3,window=3", "turbo4,sink=4", "kivi4,sink=40"] {
+    for spec in ["f16", "q4_0", "k=turbo4,v=turbo3,window=40", "kivi2:g64,window=16", "k=qjl,v=f16", "k=turbo4+center,v=turbo3,window=3", "turbo4,sink=4", "kivi4,sink=40", "k=turbo4+center,v=turbo4,tiers=4@40,2", "kivi4,sink=2,tiers=8@32,4@64,2"] {
         let p = Policy::parse(spec).unwrap();
         for n in [1, 31, 32, 33, 100, 128] {
             let mut c = PagedCache::new(SHAPE, &p).unwrap();
@@ -208,7 +208,7 @@ fn forks_share_blocks_until_written_and_free_returns_them() {
 fn rewinding_drops_later_positions() {
     let kvd = SHAPE.kv_dim();
     let w = SHAPE.n_heads * SHAPE.head_dim;
-    for spec in ["kivi2:g32", "turbo4,window=4", "turbo3,sink=60"] {
+    for spec in ["kivi2:g32", "turbo4,window=4", "turbo3,sink=60", "turbo4,tiers=4@16,2"] {
         let p = Policy::parse(spec).unwrap();
         let (k, v, q) = (rows(80, kvd, 13), rows(80, kvd, 14), rows(1, w, 15));
         let mut c = PagedCache::new(SHAPE, &p).unwrap();
@@ -223,7 +223,38 @@ fn rewinding_drops_later_positions() {
         let (mut a, mut b) = (vec![0f32; w], vec![0f32; w]);
         c.attend(0, 59, &q, &mut a);
         fresh.attend(0, 59, &q, &mut b);
-        // KIVI restores the kept tokens of a cut block from their codes.
-        assert!(cosine(&a, &b) > 0.98, "{spec}: {}", cosine(&a, &b));
+        // KIVI and tiers restore the kept tokens of a cut block from their
+        // (2-bit, for the tiered policy) codes, so those come back lossy.
+        let min = if spec.contains("tiers") { 0.85 } else { 0.98 };
+        assert!(cosine(&a, &b) > min, "{spec}: {}", cosine(&a, &b));
     }
+}
+
+#[test]
+fn tiers_recode_old_blocks_at_fewer_bits() {
+    let kvd = SHAPE.kv_dim();
+    let w = SHAPE.n_heads * SHAPE.head_dim;
+    let n = 300;
+    let (k, v, q) = (rows(n, kvd, 20), rows(n, kvd, 21), rows(1, w, 22));
+    let tiered = Policy::parse("k=turbo4+center,v=turbo4,tiers=4@64,3@128,2").unwrap();
+    let mut c = PagedCache::new(SHAPE, &tiered).unwrap();
+    for t in 0..n {
+        c.store(0, t, &k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
+    }
+    c.store(1, 0, &k, &v);
+    c.settle_all();
+    assert_eq!(c.bytes(), c.bytes_for(n));
+    let flat4 = PagedCache::new(SHAPE, &Policy::parse("k=turbo4+center,v=turbo4").unwrap()).unwrap().bytes_for(n);
+    let flat2 = PagedCache::new(SHAPE, &Policy::parse("k=turbo2+center,v=turbo2").unwrap()).unwrap().bytes_for(n);
+    assert!(c.bytes() < flat4 && c.bytes() > flat2, "{} vs {flat4} / {flat2}", c.bytes());
+    // Attention is closer to the f32 reference than with 2 bits throughout.
+    let mut dense = DenseCache::new(SHAPE);
+    dense.store(0, 0, &k, &v);
+    let mut two = PagedCache::new(SHAPE, &Policy::parse("k=turbo2+center,v=turbo2").unwrap()).unwrap();
+    two.store(0, 0, &k, &v);
+    let (mut a, mut b, mut r) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+    c.attend(0, n - 1, &q, &mut a);
+    two.attend(0, n - 1, &q, &mut b);
+    dense.attend(0, n - 1, &q, &mut r);
+    assert!(cosine(&a, &r) > cosine(&b, &r), "tiered {} vs 2-bit {}", cosine(&a, &r), cosine(&b, &r));
 }
