@@ -8,13 +8,8 @@ use serde::Serialize;
 
 use crate::model_args::ModelArgs;
 
-/// Policy grammar: comma-separated `CODEC` (keys and values), `k=CODEC`,
-/// `v=CODEC`, per-layer `k[0-3]=CODEC` / `v[5]=CODEC` / `kv[0-1]=CODEC`,
-/// `window=R` (R most recent tokens kept in f16). CODEC: f16, q8_0, q5_0,
-/// q5_1, q4_0, q4_1, iq4_nl, kivi{2..8}[:g<G>], turbo{1..5}, turbo{2..5}p,
-/// qjl, polar{3,4}, uniform{2..8}[:g<G>][:sym|:asym]; `+rht` rotates a
-/// non-rotating codec's input. Example: `k=turbo4,v=turbo3,window=64`.
 #[derive(clap::Args)]
+#[command(after_help = lowbit_kv::policy::GRAMMAR)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,

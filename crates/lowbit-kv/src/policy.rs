@@ -35,6 +35,20 @@ const EXPECTED: &str = "CODEC | kv=CODEC | k=CODEC | v=CODEC | k[a-b]=CODEC | v[
 CODEC one of f16, q8_0, q5_0, q5_1, q4_0, q4_1, iq4_nl, kivi{2..8}[:g<G>], turbo{1..5}, turbo{2..5}p, qjl, polar{3,4}, \
 uniform{2..8}[:g<G>][:sym|:asym], with +rht on the non-rotating ones; or the whole policy `f32`";
 
+/// The policy grammar, for command-line help.
+pub const GRAMMAR: &str = "KV policy grammar (comma-separated items):
+  CODEC | kv=CODEC        keys and values
+  k=CODEC, v=CODEC        keys or values alone
+  k[0-3]=CODEC, v[5]=...  per-layer overrides (also kv[a-b]=)
+  window=R                the R most recent tokens stay f16
+  sink=S                  the first S tokens stay f16 (attention sinks)
+  tiers=B@AGE,...,B       re-code blocks at fewer bits as they age
+CODEC: f16 | q8_0 q5_0 q5_1 q4_0 q4_1 iq4_nl | kivi{2..8}[:g<G>] |
+  turbo{1..5} | turbo{2..5}p | qjl | polar{3,4} | uniform{2..8}[:g<G>][:sym|:asym]
+  +rht  rotate a non-rotating codec's input (seeded RHT)
+  +center  code each block's channel mean once and tokens as differences
+Examples: q8_0 | k=turbo4,v=turbo3,window=64 | k=kivi4:g64,v=turbo4+center,sink=1";
+
 /// Families of lowbit-quant's table a KV plane may use.
 const QUANT_FAMILIES: &[&str] = &["q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "turbo", "turbo-p", "qjl", "polar", "uniform"];
 const ROTATING: &[&str] = &["turbo", "turbo-p", "qjl", "polar"];
