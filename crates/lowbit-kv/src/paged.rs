@@ -107,6 +107,9 @@ struct SeqLayer {
     len: usize,
     k: Progress,
     v: Progress,
+    /// Per tier age: how many leading blocks have crossed it (keys, values).
+    k_tiered: Vec<usize>,
+    v_tiered: Vec<usize>,
 }
 
 struct LayerCodecs {
@@ -352,48 +355,61 @@ impl PagedCache {
 
     /// Re-code the fully coded blocks of `layer` whose age moved them to a
     /// later tier (decode, undo the rotation, encode at the new width).
+    /// One watermark per tier age keeps this O(1) amortized per block.
     fn retier(&mut self, layer: usize) {
-        if self.policy.tiers.len() < 2 {
+        let ages: Vec<usize> = self.policy.tiers.iter().filter_map(|t| t.1).collect();
+        if ages.is_empty() {
             return;
         }
-        let (d, bt, nh) = (self.shape.head_dim, self.block, self.shape.n_kv_heads);
-        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
-        let (len, nblocks) = (sl.len, sl.table.len());
-        let coded = [sl.k.coded, sl.v.coded];
+        let (d, bt) = (self.shape.head_dim, self.block);
         let mut rows = vec![0f32; bt * d];
-        for (pi, is_k) in [(0, true), (1, false)] {
+        for is_k in [true, false] {
             let tiers = self.layers[layer].tiers(is_k).to_vec();
             if tiers.len() < 2 {
                 continue;
             }
-            for b in 0..nblocks {
-                let (lo, hi) = ((b * bt).max(self.sink), (b + 1) * bt);
-                if hi > coded[pi] {
-                    break;
-                }
-                let want = self.tier_at(len, hi);
-                let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
-                let plane = &self.pool.blocks[sl.table[b] as usize];
-                let have = if is_k { plane.k.tier } else { plane.v.tier } as usize;
-                if lo >= hi || want <= have {
-                    continue;
-                }
-                let blk = self.unique(layer, b);
-                let plane = if is_k { &mut blk.k } else { &mut blk.v };
-                let (from, to) = (&tiers[have], &tiers[want]);
-                let mut codes = vec![0u8; nh * to.head_bytes()];
-                let rows = &mut rows[..(hi - lo) * d];
-                for h in 0..nh {
-                    from.decode(&plane.codes[h * from.head_bytes()..(h + 1) * from.head_bytes()], lo - b * bt, hi - b * bt, rows);
-                    if let Some(r) = from.rotation() {
-                        rows.chunks_exact_mut(d).for_each(|row| r.inverse(row));
+            for (j, &age) in ages.iter().enumerate() {
+                loop {
+                    let sl = &mut self.seqs[self.active].as_mut().expect("active sequence")[layer];
+                    let (coded, marks) = if is_k { (sl.k.coded, &mut sl.k_tiered) } else { (sl.v.coded, &mut sl.v_tiered) };
+                    marks.resize(ages.len(), 0);
+                    let b = marks[j];
+                    let hi = (b + 1) * bt;
+                    if hi > coded || sl.len - hi < age {
+                        break;
                     }
-                    to.encode(rows, lo - b * bt, &mut codes[h * to.head_bytes()..(h + 1) * to.head_bytes()]);
+                    marks[j] += 1;
+                    self.recode(layer, b, is_k, &tiers, &mut rows);
                 }
-                plane.codes = codes;
-                plane.tier = want as u8;
             }
         }
+    }
+
+    /// Bring block `b` of a plane to the tier its age asks for.
+    fn recode(&mut self, layer: usize, b: usize, is_k: bool, tiers: &[Arc<dyn PlaneCodec>], rows: &mut [f32]) {
+        let (d, bt, nh) = (self.shape.head_dim, self.block, self.shape.n_kv_heads);
+        let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
+        let (lo, hi) = ((b * bt).max(self.sink), (b + 1) * bt);
+        let want = self.tier_at(sl.len, hi);
+        let plane = &self.pool.blocks[sl.table[b] as usize];
+        let have = if is_k { plane.k.tier } else { plane.v.tier } as usize;
+        if lo >= hi || want <= have {
+            return;
+        }
+        let blk = self.unique(layer, b);
+        let plane = if is_k { &mut blk.k } else { &mut blk.v };
+        let (from, to) = (&tiers[have], &tiers[want]);
+        let mut codes = vec![0u8; nh * to.head_bytes()];
+        let rows = &mut rows[..(hi - lo) * d];
+        for h in 0..nh {
+            from.decode(&plane.codes[h * from.head_bytes()..(h + 1) * from.head_bytes()], lo - b * bt, hi - b * bt, rows);
+            if let Some(r) = from.rotation() {
+                rows.chunks_exact_mut(d).for_each(|row| r.inverse(row));
+            }
+            to.encode(rows, lo - b * bt, &mut codes[h * to.head_bytes()..(h + 1) * to.head_bytes()]);
+        }
+        plane.codes = codes;
+        plane.tier = want as u8;
     }
 
     /// Tokens of a plane coded once `len` tokens are stored.
@@ -464,6 +480,10 @@ impl PagedCache {
         }
         sl.table.truncate(keep);
         sl.len = pos;
+        // Blocks from the cut one on are re-checked for tiers.
+        for w in sl.k_tiered.iter_mut().chain(sl.v_tiered.iter_mut()) {
+            *w = (*w).min(pos / self.block);
+        }
         let (kc, vc) = (sl.k.coded, sl.v.coded);
         for (is_k, coded) in [(true, kc), (false, vc)] {
             let codec = if is_k { self.layers[layer].k.clone() } else { self.layers[layer].v.clone() };
