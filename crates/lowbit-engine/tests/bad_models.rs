@@ -88,3 +88,16 @@ fn prompts_longer_than_the_context_are_errors() {
     let e = l.model.forward(&[9999], 0, cache.as_mut(), false).unwrap_err();
     assert!(matches!(e, EngineError::BadToken { id: 9999, vocab: 512 }), "{e}");
 }
+
+#[test]
+fn kv_policies_that_do_not_fit_the_model_are_errors() {
+    let Ok(m) = lowbit_assets::data_file("models/stories260K.bin") else { return eprintln!("SKIPPED: no stories260K") };
+    let l = loader::load(&m, None).unwrap();
+    // stories260K's heads have 8 dimensions; q8_0 codes blocks of 32.
+    let e = l.model.new_cache(&Policy::parse("q8_0").unwrap(), 16).err().expect("q8_0 cannot code 8-dim heads").to_string();
+    assert!(e.contains("head_dim 8"), "{e}");
+    // Codecs that fit run the model.
+    let mut cache = l.model.new_cache(&Policy::parse("k=turbo4,v=uniform4:g8:asym,sink=1").unwrap(), 16).unwrap();
+    let logits = l.model.forward(&[1, 400, 401], 0, cache.as_mut(), false).unwrap();
+    assert!(logits.iter().all(|v| v.is_finite()));
+}

@@ -101,7 +101,12 @@ impl CodecSpec {
             }
             return Ok(CodecSpec::Kivi { bits, group, rht });
         }
-        let spec = Spec::parse(name).map_err(|e| e.to_string())?;
+        // The quant table's own list of formats would name weight-only ones;
+        // the caller appends the KV codecs instead.
+        let spec = Spec::parse(name).map_err(|e| match e {
+            lowbit_quant::QuantError::BadSpec { reason, .. } => reason,
+            other => other.to_string(),
+        })?;
         let family = spec.row.family;
         if !QUANT_FAMILIES.contains(&family) {
             return Err(format!("`{name}` is not a KV codec"));
