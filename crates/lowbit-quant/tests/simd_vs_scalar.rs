@@ -308,3 +308,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn turbo_rows_match(rows in 1usize..6, dim in prop::sample::select(vec![16usize, 64, 128, 96]), bits in 1u32..6, seed in any::<u64>()) {
+        let f = Format::parse(&format!("turbo{bits}:d{dim}")).unwrap();
+        let x = vecs(rows * dim, seed);
+        let codes = f.encode(&x).unwrap();
+        let table = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::UnitSphere(dim), bits).levels.clone();
+        let mut want = vec![0f32; rows * dim];
+        simd::turbo_rows_at(Level::Scalar, &codes, bits, dim, &table, &mut want);
+        for l in levels() {
+            let mut got = vec![0f32; rows * dim];
+            simd::turbo_rows_at(l, &codes, bits, dim, &table, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(close(*g, *w, w.abs().max(1e-3)), "{:?}: {} vs {}", l, g, w);
+            }
+        }
+    }
+}

@@ -107,10 +107,7 @@ impl Codec for TurboMse {
         Some(&self.rht)
     }
     fn decode_rotated(&self, codes: &[u8], out: &mut [f32]) {
-        let inv = 1.0 / (self.dim as f32).sqrt();
-        for (b, y) in codes.chunks_exact(self.block_bytes()).zip(out.chunks_exact_mut(self.dim)) {
-            simd::levels_scaled(&b[2..], self.bits, &self.cb.levels, get_f16(b, 0) * inv, y);
-        }
+        simd::turbo_rows(codes, self.bits, self.dim, &self.cb.levels, out);
     }
     fn dot_f32(&self, codes: &[u8], x: &[f32]) -> f32 {
         let mut c = vec![0u8; self.dim];

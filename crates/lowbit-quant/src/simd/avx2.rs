@@ -475,3 +475,12 @@ pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
         *o = dot_f32_bytes(std::slice::from_raw_parts(row.as_ptr() as *const u8, 4 * d), q);
     }
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) {
+    let bb = 2 + crate::bitpack::packed_len(dim, bits);
+    let inv = 1.0 / (dim as f32).sqrt();
+    for (b, y) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(dim)) {
+        levels_scaled(&b[2..], bits, levels, f16_at(b, 0) * inv, y);
+    }
+}

@@ -416,3 +416,29 @@ pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
         *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     }
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) {
+    if bits != 4 || dim % 16 != 0 {
+        return super::avx2::turbo_rows(blocks, bits, dim, levels, out);
+    }
+    // 4-bit codes, the common case: sixteen codes per 8 bytes.
+    let bb = 2 + dim / 2;
+    let inv = 1.0 / (dim as f32).sqrt();
+    let mut table = [0f32; 16];
+    table[..levels.len()].copy_from_slice(levels);
+    let t = _mm512_loadu_ps(table.as_ptr());
+    let shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let mask = _mm512_set1_epi32(0xF);
+    for (b, y) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(dim)) {
+        let s = _mm512_set1_ps(f16_at(b, 0) * inv);
+        let codes = b.as_ptr().add(2);
+        for i in (0..dim).step_by(16) {
+            let word = std::ptr::read_unaligned(codes.add(i / 2) as *const i64);
+            let x = _mm512_permutexvar_epi32(halves, _mm512_set1_epi64(word));
+            let idx = _mm512_and_si512(_mm512_srlv_epi32(x, shifts), mask);
+            _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_mul_ps(_mm512_permutexvar_ps(idx, t), s));
+        }
+    }
+}

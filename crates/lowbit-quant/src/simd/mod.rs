@@ -197,6 +197,23 @@ dispatch!(
     levels_scaled, levels_scaled_at, (packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) -> (), levels_scaled_ref
 );
 
+/// Scalar reference: TurboQuant-MSE blocks (norm f16 | packed codes) to
+/// the rotated domain, out = levels[code]·norm/√dim, one row per block.
+pub fn turbo_rows_ref(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) {
+    let bb = 2 + crate::bitpack::packed_len(dim, bits);
+    let inv = 1.0 / (dim as f32).sqrt();
+    for (b, y) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(dim)) {
+        let norm = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        levels_scaled_ref(&b[2..], bits, levels, norm * inv, y);
+    }
+}
+
+dispatch!(
+    /// Rotated-domain decode of whole TurboQuant-MSE blocks (see
+    /// [`turbo_rows_ref`]): the codebook is loaded once for every row.
+    turbo_rows, turbo_rows_at, (blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) -> (), turbo_rows_ref
+);
+
 /// Scalar reference: y += a·x.
 pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
