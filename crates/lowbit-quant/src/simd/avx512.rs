@@ -296,6 +296,67 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     super::avx2::dot_q4_1_q8_1_x4(codes, acts)
 }
 
+/// Sixteen packed codes of 1–4 bits at a time as 32-bit lane indices.
+struct Codes16 {
+    bits: u32,
+    shifts: __m512i,
+    shifts_hi: __m512i,
+    mask: __m512i,
+    shifts32: __m512i,
+    mask32: __m512i,
+    halves: __m512i,
+}
+
+impl Codes16 {
+    #[inline(always)]
+    unsafe fn new(bits: u32) -> Codes16 {
+        let b = bits as i64;
+        let shifts = _mm512_setr_epi64(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+        let bb = bits as i32;
+        Codes16 {
+            bits,
+            shifts,
+            shifts_hi: _mm512_add_epi64(shifts, _mm512_set1_epi64(8 * b)),
+            mask: _mm512_set1_epi64((1i64 << b) - 1),
+            shifts32: if bits <= 2 {
+                _mm512_setr_epi32(0, bb, 2 * bb, 3 * bb, 4 * bb, 5 * bb, 6 * bb, 7 * bb, 8 * bb, 9 * bb, 10 * bb, 11 * bb, 12 * bb, 13 * bb, 14 * bb, 15 * bb)
+            } else {
+                _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+            },
+            mask32: _mm512_set1_epi32((1i32 << bb) - 1),
+            halves: _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+        }
+    }
+
+    /// Codes i..i+16 of `packed` (i a multiple of 16: they fill 2·bits
+    /// bytes from byte i·bits/8).
+    #[inline(always)]
+    unsafe fn at(&self, packed: &[u8], i: usize) -> __m512i {
+        let at = i * self.bits as usize / 8;
+        // A whole-word load where the buffer allows (a short copy is a call).
+        let word = if at + 8 <= packed.len() {
+            std::ptr::read_unaligned(packed.as_ptr().add(at) as *const i64)
+        } else {
+            let mut w = [0u8; 8];
+            w[..2 * self.bits as usize].copy_from_slice(&packed[at..at + 2 * self.bits as usize]);
+            i64::from_le_bytes(w)
+        };
+        if self.bits <= 2 {
+            // Sixteen codes in the low 32 bits: one shift per 32-bit lane.
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(word as i32), self.shifts32), self.mask32)
+        } else if self.bits == 4 {
+            // Low word to lanes 0..8, high word to lanes 8..16.
+            let x = _mm512_permutexvar_epi32(self.halves, _mm512_set1_epi64(word));
+            _mm512_and_si512(_mm512_srlv_epi32(x, self.shifts32), self.mask32)
+        } else {
+            let x = _mm512_set1_epi64(word);
+            let c0 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, self.shifts), self.mask));
+            let c1 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, self.shifts_hi), self.mask));
+            _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1)
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32, out: &mut [f32]) {
     let n = out.len();
@@ -305,43 +366,9 @@ pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32
     let mut table = [0f32; 16];
     table[..levels.len()].copy_from_slice(levels);
     let t = _mm512_mul_ps(_mm512_loadu_ps(table.as_ptr()), _mm512_set1_ps(scale));
-    let b = bits as u64;
-    let shifts = _mm512_setr_epi64(0, b as i64, 2 * b as i64, 3 * b as i64, 4 * b as i64, 5 * b as i64, 6 * b as i64, 7 * b as i64);
-    let shifts_hi = _mm512_add_epi64(shifts, _mm512_set1_epi64(8 * b as i64));
-    let mask = _mm512_set1_epi64((1i64 << b) - 1);
-    let mask32 = _mm512_set1_epi32((1i32 << b) - 1);
-    let bb = bits as i32;
-    let shifts32 = if bits <= 2 {
-        _mm512_setr_epi32(0, bb, 2 * bb, 3 * bb, 4 * bb, 5 * bb, 6 * bb, 7 * bb, 8 * bb, 9 * bb, 10 * bb, 11 * bb, 12 * bb, 13 * bb, 14 * bb, 15 * bb)
-    } else {
-        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
-    };
-    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let codes = Codes16::new(bits);
     for i in (0..n).step_by(16) {
-        // Sixteen codes fill 2·bits bytes from byte i·bits/8.
-        let at = i * bits as usize / 8;
-        // A whole-word load where the buffer allows (a short copy is a call).
-        let word = if at + 8 <= packed.len() {
-            std::ptr::read_unaligned(packed.as_ptr().add(at) as *const i64)
-        } else {
-            let mut w = [0u8; 8];
-            w[..2 * bits as usize].copy_from_slice(&packed[at..at + 2 * bits as usize]);
-            i64::from_le_bytes(w)
-        };
-        let idx = if bits <= 2 {
-            // Sixteen codes in the low 32 bits: one shift per 32-bit lane.
-            _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(word as i32), shifts32), mask32)
-        } else if bits == 4 {
-            // Low word to lanes 0..8, high word to lanes 8..16.
-            let x = _mm512_permutexvar_epi32(halves, _mm512_set1_epi64(word));
-            _mm512_and_si512(_mm512_srlv_epi32(x, shifts32), mask32)
-        } else {
-            let x = _mm512_set1_epi64(word);
-            let c0 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts), mask));
-            let c1 = _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srlv_epi64(x, shifts_hi), mask));
-            _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1)
-        };
-        _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_permutexvar_ps(idx, t));
+        _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_permutexvar_ps(codes.at(packed, i), t));
     }
 }
 
@@ -419,26 +446,20 @@ pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) {
-    if bits != 4 || dim % 16 != 0 {
+    if bits > 4 || dim % 16 != 0 {
         return super::avx2::turbo_rows(blocks, bits, dim, levels, out);
     }
-    // 4-bit codes, the common case: sixteen codes per 8 bytes.
-    let bb = 2 + dim / 2;
+    let bb = 2 + crate::bitpack::packed_len(dim, bits);
     let inv = 1.0 / (dim as f32).sqrt();
     let mut table = [0f32; 16];
     table[..levels.len()].copy_from_slice(levels);
     let t = _mm512_loadu_ps(table.as_ptr());
-    let shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    let mask = _mm512_set1_epi32(0xF);
+    let codes = Codes16::new(bits);
     for (b, y) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(dim)) {
         let s = _mm512_set1_ps(f16_at(b, 0) * inv);
-        let codes = b.as_ptr().add(2);
         for i in (0..dim).step_by(16) {
-            let word = std::ptr::read_unaligned(codes.add(i / 2) as *const i64);
-            let x = _mm512_permutexvar_epi32(halves, _mm512_set1_epi64(word));
-            let idx = _mm512_and_si512(_mm512_srlv_epi32(x, shifts), mask);
-            _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_mul_ps(_mm512_permutexvar_ps(idx, t), s));
+            let v = _mm512_permutexvar_ps(codes.at(&b[2..], i), t);
+            _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_mul_ps(v, s));
         }
     }
 }
