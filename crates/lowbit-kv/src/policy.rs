@@ -221,7 +221,7 @@ impl Policy {
                 Ok((b.parse::<u32>().map_err(|_| format!("tier `{e}`: expected BITS@AGE or BITS"))?, a))
             };
             if in_tiers && item.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                let t = tier(item).map_err(|r| bad(r))?;
+                let t = tier(item).map_err(&bad)?;
                 in_tiers = t.1.is_some();
                 p.tiers.push(t);
                 continue;
@@ -230,7 +230,7 @@ impl Policy {
                 if !p.tiers.is_empty() {
                     return Err(bad("tiers given twice".into()));
                 }
-                let t = tier(first.trim()).map_err(|r| bad(r))?;
+                let t = tier(first.trim()).map_err(&bad)?;
                 in_tiers = t.1.is_some();
                 p.tiers.push(t);
                 continue;
