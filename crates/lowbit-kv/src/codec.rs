@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use lowbit_quant::bitpack::{pack, packed_len, unpack};
+use lowbit_quant::bitpack::{pack, packed_len};
 use lowbit_quant::rot::rht::Rht;
 use lowbit_quant::{act_format, Activation, Codec, Format};
 
@@ -273,22 +273,7 @@ impl PlaneCodec for KiviKeys {
         let f16_at = |i: usize| half::f16::from_le_bytes([head[i], head[i + 1]]).to_f32();
         let scale: Vec<f32> = (0..d).map(|c| f16_at(4 * c)).collect();
         let min: Vec<f32> = (0..d).map(|c| f16_at(4 * c + 2)).collect();
-        // Codes to floats through the SIMD codebook decode (levels 0, 1, …),
-        // then each channel's scale and minimum.
-        let identity: Vec<f32> = (0..1u32 << self.bits.min(4)).map(|k| k as f32).collect();
-        let mut codes = vec![0u8; d];
-        for (t, row) in (t0..t1).zip(out.chunks_exact_mut(d)) {
-            let packed = &body[t * rb..(t + 1) * rb];
-            if self.bits <= 4 {
-                lowbit_quant::simd::levels_scaled(packed, self.bits, &identity, 1.0, row);
-            } else {
-                unpack(packed, self.bits, &mut codes);
-                row.iter_mut().zip(&codes).for_each(|(o, &q)| *o = q as f32);
-            }
-            for ((o, s), m) in row.iter_mut().zip(&scale).zip(&min) {
-                *o = *o * s + m;
-            }
-        }
+        lowbit_quant::simd::affine_rows(&body[t0 * rb..t1 * rb], rb, self.bits, &scale, &min, out);
     }
     fn rotation(&self) -> Option<&Rht> {
         self.rht.as_ref()

@@ -329,3 +329,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn affine_rows_match(rows in 1usize..9, d in prop::sample::select(vec![16usize, 64, 128, 40]), bits in 1u32..6, seed in any::<u64>()) {
+        let rb = lowbit_quant::bitpack::packed_len(d, bits);
+        let codes: Vec<u8> = vecs(rows * d, seed).iter().map(|v| (v.to_bits() as u8) & ((1u8 << bits) - 1)).collect();
+        let mut packed = vec![0u8; rows * rb];
+        for (c, p) in codes.chunks(d).zip(packed.chunks_mut(rb)) {
+            lowbit_quant::bitpack::pack(c, bits, p);
+        }
+        let (scale, min) = (vecs(d, seed ^ 1), vecs(d, seed ^ 2));
+        let mut want = vec![0f32; rows * d];
+        simd::affine_rows_at(Level::Scalar, &packed, rb, bits, &scale, &min, &mut want);
+        for l in levels() {
+            let mut got = vec![0f32; rows * d];
+            simd::affine_rows_at(l, &packed, rb, bits, &scale, &min, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(close(*g, *w, 64.0), "{:?}: {} vs {}", l, g, w);
+            }
+        }
+    }
+}

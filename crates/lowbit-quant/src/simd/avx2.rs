@@ -484,3 +484,9 @@ pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], o
         levels_scaled(&b[2..], bits, levels, f16_at(b, 0) * inv, y);
     }
 }
+
+/// The 512-bit kernel carries the vector version; AVX2 machines use the
+/// reference.
+pub unsafe fn affine_rows(packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) {
+    super::affine_rows_ref(packed, row_bytes, bits, scale, min, out)
+}

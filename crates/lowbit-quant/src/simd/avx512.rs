@@ -463,3 +463,19 @@ pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], o
         }
     }
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn affine_rows(packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) {
+    let d = scale.len();
+    if bits > 4 || d % 16 != 0 || d > 256 {
+        return super::affine_rows_ref(packed, row_bytes, bits, scale, min, out);
+    }
+    let codes = Codes16::new(bits);
+    for (row, y) in packed.chunks(row_bytes).zip(out.chunks_exact_mut(d)) {
+        for i in (0..d).step_by(16) {
+            let c = _mm512_cvtepi32_ps(codes.at(row, i));
+            let v = _mm512_fmadd_ps(c, _mm512_loadu_ps(scale.as_ptr().add(i)), _mm512_loadu_ps(min.as_ptr().add(i)));
+            _mm512_storeu_ps(y.as_mut_ptr().add(i), v);
+        }
+    }
+}

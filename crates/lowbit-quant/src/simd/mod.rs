@@ -214,6 +214,25 @@ dispatch!(
     turbo_rows, turbo_rows_at, (blocks: &[u8], bits: u32, dim: usize, levels: &[f32], out: &mut [f32]) -> (), turbo_rows_ref
 );
 
+/// Scalar reference: rows of packed `bits`-bit codes (each `scale.len()`
+/// codes, `row_bytes` apart) to out[t][c] = code·scale[c] + min[c] — a
+/// per-column affine grid such as KIVI's per-channel keys.
+pub fn affine_rows_ref(packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) {
+    let d = scale.len();
+    let mut codes = vec![0u8; d];
+    for (row, y) in packed.chunks(row_bytes).zip(out.chunks_exact_mut(d)) {
+        crate::bitpack::unpack(row, bits, &mut codes);
+        for (((o, &c), s), m) in y.iter_mut().zip(&codes).zip(scale).zip(min) {
+            *o = c as f32 * s + m;
+        }
+    }
+}
+
+dispatch!(
+    /// Per-column affine decode of packed code rows (see [`affine_rows_ref`]).
+    affine_rows, affine_rows_at, (packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) -> (), affine_rows_ref
+);
+
 /// Scalar reference: y += a·x.
 pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
