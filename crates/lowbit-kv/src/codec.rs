@@ -69,7 +69,7 @@ pub fn build(spec: &CodecSpec, is_key: bool, head_dim: usize, block: usize) -> R
             s.params.dim = head_dim;
             let inner = TokenCodec::new(s.build()?, *rht, head_dim, block).map_err(shape)?;
             if *center {
-                Some(Arc::new(Centered::new(inner, head_dim, block).map_err(shape)?))
+                Some(Arc::new(Centered::new(inner, head_dim).map_err(shape)?))
             } else {
                 Some(Arc::new(inner))
             }
@@ -155,7 +155,7 @@ pub struct Centered {
 }
 
 impl Centered {
-    fn new(inner: TokenCodec, dim: usize, _block: usize) -> std::result::Result<Centered, String> {
+    fn new(inner: TokenCodec, dim: usize) -> std::result::Result<Centered, String> {
         let mean = Format::parse(if dim % 32 == 0 { "q8_0" } else { "f16" }).map_err(|e| e.to_string())?;
         let mean_bytes = mean.encoded_len(dim).map_err(|e| e.to_string())?;
         Ok(Centered { inner, mean, mean_bytes, dim })
