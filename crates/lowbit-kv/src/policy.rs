@@ -124,23 +124,14 @@ impl CodecSpec {
 
     /// The same codec at another bit width (for tiers).
     pub fn with_bits(&self, bits: u32) -> std::result::Result<CodecSpec, String> {
-        let name = match self {
-            CodecSpec::Kivi { group, .. } => format!("kivi{bits}:g{group}"),
-            CodecSpec::Quant { spec, .. } if ["turbo", "turbo-p", "polar", "uniform"].contains(&spec.row.family) => {
-                let s = spec.to_string();
-                let digits = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
-                let rest: String = s[digits..].chars().skip_while(|c| c.is_ascii_digit()).collect();
-                format!("{}{bits}{rest}", &s[..digits])
-            }
+        let mut c = self.clone();
+        match &mut c {
+            CodecSpec::Kivi { bits: b, .. } => *b = bits,
+            CodecSpec::Quant { spec, .. } if ["turbo", "turbo-p", "polar", "uniform"].contains(&spec.row.family) => spec.params.bits = bits,
             _ => return Err(format!("tiers need a codec family with a bit width (kivi, turbo, polar, uniform), not `{self}`")),
-        };
-        let mut c = CodecSpec::parse(&name)?;
-        match (&mut c, self) {
-            (CodecSpec::Kivi { rht, .. }, CodecSpec::Kivi { rht: r, .. }) => *rht = *r,
-            (CodecSpec::Quant { rht, center, .. }, CodecSpec::Quant { rht: r, center: ce, .. }) => (*rht, *center) = (*r, *ce),
-            _ => {}
         }
-        Ok(c)
+        // Printing and parsing again checks the width against the family.
+        CodecSpec::parse(&c.to_string())
     }
 
     pub fn is_f16(&self) -> bool {

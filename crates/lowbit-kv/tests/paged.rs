@@ -236,6 +236,9 @@ fn tiers_recode_old_blocks_at_fewer_bits() {
     let w = SHAPE.n_heads * SHAPE.head_dim;
     let n = 300;
     let (k, v, q) = (rows(n, kvd, 20), rows(n, kvd, 21), rows(1, w, 22));
+    // A width the family does not have is an error when the cache is built.
+    let e = PagedCache::new(SHAPE, &Policy::parse("turbo4,tiers=8@64,2").unwrap()).err().expect("turbo8 does not exist").to_string();
+    assert!(e.contains("1..=5"), "{e}");
     let tiered = Policy::parse("k=turbo4+center,v=turbo4,tiers=4@64,3@128,2").unwrap();
     let mut c = PagedCache::new(SHAPE, &tiered).unwrap();
     for t in 0..n {
