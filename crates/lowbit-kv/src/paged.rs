@@ -570,10 +570,10 @@ impl PagedCache {
         }
     }
 
-    /// Attention of queries at `positions` (q: positions.len() × n_heads·d)
+    /// Attention of the queries at `positions` (rows `first..` of `q`)
     /// for KV head `h` over blocks `blocks`; returns one accumulator per
     /// query and query head of the group.
-    fn head_task(&self, layer: usize, h: usize, positions: &[usize], q: &Prepared, blocks: std::ops::Range<usize>) -> Vec<HeadAcc> {
+    fn head_task(&self, layer: usize, h: usize, positions: &[usize], q: &Prepared, first: usize, blocks: std::ops::Range<usize>) -> Vec<HeadAcc> {
         let s = &self.shape;
         let (d, kvd, g, bt) = (s.head_dim, s.kv_dim(), s.group(), self.block);
         let sl = &self.seqs[self.active].as_ref().expect("active sequence")[layer];
@@ -591,7 +591,7 @@ impl PagedCache {
             for (i, &p) in positions.iter().enumerate() {
                 let e = (p + 1).min(n);
                 for j in 0..g {
-                    accs[i * g + j].absorb(q.get(i, h * g + j, false), &sk[..e * d], &sv[..e * d], false, &mut scores);
+                    accs[i * g + j].absorb(q.get(first + i, h * g + j, false), &sk[..e * d], &sv[..e * d], false, &mut scores);
                 }
             }
         }
@@ -605,7 +605,7 @@ impl PagedCache {
         // their codes against the query quantized once to 8 bits.
         let k_int = lc.k.as_ref().and_then(|c| c.activation());
         let q8: Vec<Vec<u8>> = match k_int {
-            Some(a) => (0..positions.len() * g).map(|ij| codec::quantize_query(a, q.get(ij / g, h * g + ij % g, false))).collect(),
+            Some(a) => (0..positions.len() * g).map(|ij| codec::quantize_query(a, q.get(first + ij / g, h * g + ij % g, false))).collect(),
             None => Vec::new(),
         };
         let v_rot = lc.v.as_ref().is_some_and(|c| c.rotation().is_some());
@@ -618,12 +618,12 @@ impl PagedCache {
                 continue;
             }
             let blk = &self.pool.blocks[sl.table[b] as usize];
-            for (plane, codec, cmin, cmax, coded, raw) in
-                [(&blk.k, &lc.k, ck_min, ck_max, &mut kc, &mut kr), (&blk.v, &lc.v, cv_min, cv_max, &mut vc, &mut vr)]
+            for (is_k, plane, codec, cmin, cmax, coded, raw) in
+                [(true, &blk.k, &lc.k, ck_min, ck_max, &mut kc, &mut kr), (false, &blk.v, &lc.v, cv_min, cv_max, &mut vc, &mut vr)]
             {
-                let tiers = lc.tiers(std::ptr::eq(plane, &blk.k));
-                if let Some(c) = codec.as_ref().filter(|c| c.activation().is_none() || std::ptr::eq(plane, &blk.v)) {
-                    let c = tiers.get(plane.tier as usize).unwrap_or(c);
+                // Keys scored by integer dots are never decoded.
+                if let Some(c) = codec.as_ref().filter(|c| !is_k || c.activation().is_none()) {
+                    let c = lc.tiers(is_k).get(plane.tier as usize).unwrap_or(c);
                     let t1 = e_max.min(cmax);
                     if t1 > lo {
                         let hb = c.head_bytes();
@@ -662,7 +662,7 @@ impl PagedCache {
                                 }
                                 acc.fold(sc, vals, vcoded && v_rot);
                             }
-                            _ => acc.absorb(q.get(i, h * g + j, kcoded && k_rot), keys, vals, vcoded && v_rot, &mut scores),
+                            _ => acc.absorb(q.get(first + i, h * g + j, kcoded && k_rot), keys, vals, vcoded && v_rot, &mut scores),
                         }
                     }
                 }
@@ -764,11 +764,10 @@ impl KvCache for PagedCache {
         let chunks = want.min(nblocks.div_ceil(8)).max(1);
         let per = nblocks.div_ceil(chunks);
         let tasks: Vec<(usize, usize)> = (0..nkv).flat_map(|h| (0..chunks).map(move |c| (h, c))).collect();
-        let run = |&(h, c): &(usize, usize)| self.head_task(layer, h, &[pos], &prepared, c * per..((c + 1) * per).min(nblocks));
+        let run = |&(h, c): &(usize, usize)| self.head_task(layer, h, &[pos], &prepared, 0, c * per..((c + 1) * per).min(nblocks));
         let parts: Vec<Vec<HeadAcc>> = if nblocks * nkv >= 16 { tasks.par_iter().map(run).collect() } else { tasks.iter().map(run).collect() };
         let mut merged: Vec<HeadAcc> = Vec::with_capacity(nkv * g);
-        for (h, group) in parts.chunks(chunks).enumerate() {
-            let _ = h;
+        for group in parts.chunks(chunks) {
             let mut acc = group[0].clone();
             for p in &group[1..] {
                 for (a, b) in acc.iter_mut().zip(p) {
@@ -792,21 +791,15 @@ impl KvCache for PagedCache {
             .map(|&(c, h)| {
                 let i0 = c * QUERY_CHUNK;
                 let positions: Vec<usize> = (pos0 + i0..pos0 + (i0 + QUERY_CHUNK).min(n)).collect();
-                let sub = Prepared {
-                    d,
-                    heads: s.n_heads,
-                    plain: prepared.plain[i0 * w..(i0 + positions.len()) * w].to_vec(),
-                    rotated: prepared.rotated.as_ref().map(|r| r[i0 * w..(i0 + positions.len()) * w].to_vec()),
-                };
                 let nblocks = (positions[positions.len() - 1] + 1).div_ceil(self.block);
-                self.head_task(layer, h, &positions, &sub, 0..nblocks)
+                self.head_task(layer, h, &positions, &prepared, i0, 0..nblocks)
             })
             .collect();
+        let rot = self.layers[layer].v.as_ref().and_then(|c| c.rotation());
         for (&(c, h), accs) in tasks.iter().zip(parts) {
             for (k, acc) in accs.into_iter().enumerate() {
                 let (i, j) = (c * QUERY_CHUNK + k / g, k % g);
                 let at = i * w + (h * g + j) * d;
-                let rot = self.layers[layer].v.as_ref().and_then(|c| c.rotation());
                 acc.finish(rot, &mut out[at..at + d]);
             }
         }
