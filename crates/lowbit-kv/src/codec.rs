@@ -43,9 +43,14 @@ pub trait PlaneCodec: Send + Sync {
     }
 }
 
-/// A query quantized for [`PlaneCodec::dot_q8`].
+/// A query quantized for [`PlaneCodec::dot_q8`] (whole blocks: the key
+/// codec fits the head size). A non-finite query is coded as is, so it
+/// shows up as non-finite attention, as on the other paths, not as a panic.
 pub fn quantize_query(a: Activation, q: &[f32]) -> Vec<u8> {
-    act_format(a).encode(q).expect("queries are finite and whole blocks")
+    let f = act_format(a);
+    let mut out = vec![0u8; q.len() / f.block_elems() * f.block_bytes()];
+    f.codec().encode(q, None, &mut out);
+    out
 }
 
 /// Build the codec of one plane; `None` for f16 (kept raw).
