@@ -15,13 +15,21 @@ fn load() -> Option<GgufModel> {
     }
 }
 
+/// WikiText-2 test text, or `None` (after saying why) when it is missing.
+fn wikitext() -> Option<String> {
+    match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
+        Ok(p) => Some(String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
 #[test]
 fn tokenizer_round_trips_real_text() {
     let Some(g) = load() else { return };
-    let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
-        Ok(p) => std::fs::read_to_string(p).unwrap(),
-        Err(e) => return eprintln!("SKIPPED: {e}"),
-    };
+    let Some(text) = wikitext() else { return };
     let sample: String = text.chars().take(20_000).collect();
     let ids = g.tokenizer.encode(&sample, false).unwrap();
     assert_eq!(g.tokenizer.decode(&ids), sample);
@@ -61,11 +69,7 @@ fn greedy_capital_of_france() {
 #[test]
 fn wikitext2_perplexity_first_10_chunks_matches_llama_cpp() {
     let Some(g) = load() else { return };
-    let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
-        Ok(p) => std::fs::read(p).unwrap(),
-        Err(e) => return eprintln!("SKIPPED: {e}"),
-    };
-    let text = String::from_utf8_lossy(&text);
+    let Some(text) = wikitext() else { return };
     assert!(!g.tokenizer.adds_bos(), "SmolLM2's GGUF says add_bos_token = false");
     let tokens = g.tokenizer.encode(&text, false).unwrap();
     let m = &g.model;
@@ -83,10 +87,7 @@ fn wikitext2_perplexity_first_10_chunks_matches_llama_cpp() {
 #[test]
 fn compressed_kv_cache_keeps_quality() {
     let Some(g) = load() else { return };
-    let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
-        Ok(p) => std::fs::read_to_string(p).unwrap(),
-        Err(e) => return eprintln!("SKIPPED: {e}"),
-    };
+    let Some(text) = wikitext() else { return };
     let sample: String = text.chars().take(40_000).collect();
     let tokens = g.tokenizer.encode(&sample, false).unwrap();
     let m = &g.model;
