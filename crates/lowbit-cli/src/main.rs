@@ -7,6 +7,7 @@ mod bench_attention;
 mod bench_model;
 mod eval;
 mod generate;
+mod index_cmd;
 mod kv_report;
 mod model_args;
 mod quant_bench;
@@ -38,6 +39,9 @@ enum Cmd {
     /// Memory of a KV-cache policy for a model: bytes per token per layer,
     /// bits per element, ratio against f16.
     KvReport(kv_report::Args),
+    /// Compressed vector search: build, search and benchmark indexes.
+    #[command(subcommand)]
+    Index(index_cmd::Cmd),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(BenchArgs { what: Some(BenchWhat::Attention(a)), .. }) => bench_attention::run(a),
         Cmd::Bench(BenchArgs { model, .. }) => bench_model::run(model),
         Cmd::KvReport(a) => kv_report::run(a),
+        Cmd::Index(c) => index_cmd::run(c),
         Cmd::Formats => {
             println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
             for row in lowbit_quant::FORMATS {

@@ -1,0 +1,408 @@
+//! The index: a coarse quantizer (one list for `flat`, k-means centroids
+//! for `ivfN`), per list the ids and either raw f32 vectors or residual
+//! codes ([`crate::coder`]), optionally the raw vectors too for re-ranking.
+
+use half::f16;
+use lowbit_quant::simd;
+use rayon::prelude::*;
+
+use crate::coder::{code_dots, Coder};
+use crate::error::{IndexError, Result};
+use crate::kmeans::{assign, kmeans, sq_norms};
+use crate::spec::{IndexSpec, Metric};
+use crate::topk::TopK;
+
+/// Training sample per list, as FAISS (`max_points_per_centroid`).
+const SAMPLE_PER_LIST: usize = 256;
+const KMEANS_ITERS: usize = 20;
+
+/// Progress of long work: (stage, done, total).
+pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
+
+#[derive(Clone, Debug, Default)]
+pub struct List {
+    pub ids: Vec<i64>,
+    /// `code_bytes` per vector.
+    pub codes: Vec<u8>,
+    /// f16 bits, `coder.scalars` per vector.
+    pub scal: Vec<u16>,
+    /// `dim` floats per vector when raw vectors are stored.
+    pub raw: Vec<f32>,
+    /// ‖x‖² of each raw vector (derived, not saved).
+    pub raw_sq: Vec<f32>,
+}
+
+pub struct Index {
+    pub spec: IndexSpec,
+    pub metric: Metric,
+    pub dim: usize,
+    pub seed: u64,
+    pub(crate) centroids: Vec<f32>,
+    pub(crate) rot_centroids: Vec<f32>,
+    pub(crate) cent_sq: Vec<f32>,
+    pub(crate) lists: Vec<List>,
+    pub(crate) coder: Option<Coder>,
+}
+
+/// Search results, `k` per query, nearest first; missing ones have id −1.
+/// Distances are squared L2, or inner products for `ip` (larger is closer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hits {
+    pub k: usize,
+    pub ids: Vec<i64>,
+    pub dists: Vec<f32>,
+}
+
+impl Hits {
+    pub fn ids_of(&self, q: usize) -> &[i64] {
+        &self.ids[q * self.k..(q + 1) * self.k]
+    }
+}
+
+pub(crate) fn check_rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
+    if data.is_empty() {
+        return Err(IndexError::Input(format!("no {what} given")));
+    }
+    if data.len() % dim != 0 {
+        return Err(IndexError::Dim { expected: dim, got: data.len() % dim });
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(IndexError::Input(format!("{what} {} has a non-finite value ({}) at dimension {}", i / dim, data[i], i % dim)));
+    }
+    Ok(data.len() / dim)
+}
+
+impl Index {
+    pub fn new(spec: IndexSpec, metric: Metric, dim: usize, seed: u64) -> Result<Index> {
+        if dim == 0 {
+            return Err(IndexError::Input("dimension must be at least 1".into()));
+        }
+        let coder = spec.bits.map(|b| Coder::new(dim, b, seed, metric));
+        let mut ix = Index {
+            spec,
+            metric,
+            dim,
+            seed,
+            centroids: Vec::new(),
+            rot_centroids: Vec::new(),
+            cent_sq: Vec::new(),
+            lists: Vec::new(),
+            coder,
+        };
+        if spec.nlist.is_none() && spec.bits.is_none() {
+            // Exact flat search needs no training.
+            ix.set_centroids(vec![0.0; dim]);
+        }
+        Ok(ix)
+    }
+
+    pub(crate) fn set_centroids(&mut self, c: Vec<f32>) {
+        let n = c.len() / self.dim;
+        self.cent_sq = sq_norms(&c, self.dim);
+        self.rot_centroids = c.clone();
+        if let Some(coder) = &self.coder {
+            self.rot_centroids.chunks_exact_mut(self.dim).for_each(|r| coder.rotate(r));
+        }
+        self.centroids = c;
+        self.lists.resize(n, List::default());
+    }
+
+    pub fn is_trained(&self) -> bool {
+        !self.centroids.is_empty()
+    }
+
+    pub fn nlist(&self) -> usize {
+        self.centroids.len() / self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(|l| l.ids.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether raw f32 vectors are kept (exact search or re-ranking).
+    pub fn stores_raw(&self) -> bool {
+        self.coder.is_none() || self.spec.rerank.is_some()
+    }
+
+    /// Stored bytes per vector, ids excluded: codes, per-vector scalars and
+    /// raw vectors when kept.
+    pub fn bytes_per_vector(&self) -> usize {
+        self.coder.as_ref().map_or(0, Coder::bytes_per_vector) + if self.stores_raw() { 4 * self.dim } else { 0 }
+    }
+
+    /// Learn the coarse quantizer (`ivfN`: k-means on a sample of at most
+    /// 256 vectors per list; `flat` with a code: the mean the residuals are
+    /// taken from). The code itself needs no training.
+    pub fn train(&mut self, data: &[f32], progress: Progress) -> Result<()> {
+        let n = check_rows(data, self.dim, "training vector")?;
+        let d = self.dim;
+        match self.spec.nlist {
+            None => {
+                let mut mean = vec![0f64; d];
+                for r in data.chunks_exact(d) {
+                    for (m, v) in mean.iter_mut().zip(r) {
+                        *m += *v as f64;
+                    }
+                }
+                self.set_centroids(mean.iter().map(|m| (m / n as f64) as f32).collect());
+            }
+            Some(k) => {
+                let want = (k * SAMPLE_PER_LIST).min(n);
+                let sample: Vec<f32> = if want < n {
+                    let mut rng = lowbit_quant::rng::SplitMix64::new(self.seed ^ 0x5341_4d50);
+                    let mut pick: Vec<usize> = (0..n).collect();
+                    for i in 0..want {
+                        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+                        pick.swap(i, j);
+                    }
+                    pick[..want].iter().flat_map(|&i| data[i * d..(i + 1) * d].iter().copied()).collect()
+                } else {
+                    data.to_vec()
+                };
+                let c = kmeans(&sample, d, k, KMEANS_ITERS, self.seed, &|it| progress("train", it, KMEANS_ITERS))?;
+                self.set_centroids(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// The list of each row: nearest centroid (L2) or largest inner product.
+    fn coarse_assign(&self, data: &[f32]) -> Vec<u32> {
+        if self.nlist() == 1 {
+            return vec![0; data.len() / self.dim];
+        }
+        match self.metric {
+            Metric::L2 => assign(data, self.dim, &self.centroids).into_iter().map(|(c, _)| c).collect(),
+            Metric::Ip => data
+                .par_chunks(self.dim)
+                .map_init(
+                    || vec![0f32; self.nlist()],
+                    |dots, x| {
+                        simd::dot_rows(x, &self.centroids, dots);
+                        (0..dots.len()).fold(0, |b, i| if dots[i] > dots[b] { i } else { b }) as u32
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    /// Add vectors with their ids (default: 0, 1, … continuing the count).
+    pub fn add(&mut self, data: &[f32], ids: Option<&[i64]>, progress: Progress) -> Result<()> {
+        if !self.is_trained() {
+            return Err(IndexError::NotTrained);
+        }
+        let n = check_rows(data, self.dim, "vector")?;
+        let start = self.len() as i64;
+        let ids: Vec<i64> = match ids {
+            Some(ids) if ids.len() != n => return Err(IndexError::Input(format!("{n} vectors but {} ids", ids.len()))),
+            Some(ids) => ids.to_vec(),
+            None => (start..start + n as i64).collect(),
+        };
+        let d = self.dim;
+        let list_of = self.coarse_assign(data);
+        const CHUNK: usize = 1024;
+        if let Some(coder) = &self.coder {
+            let (rb, sc) = (coder.code_bytes(), coder.scalars);
+            let mut codes = vec![0u8; n * rb];
+            let mut scal = vec![0u16; n * sc];
+            let done = std::sync::atomic::AtomicUsize::new(0);
+            codes
+                .par_chunks_mut(CHUNK * rb)
+                .zip(scal.par_chunks_mut(CHUNK * sc))
+                .enumerate()
+                .for_each(|(ch, (codes, scal))| {
+                    let (mut r, mut idx) = (vec![0f32; d], vec![0u8; d]);
+                    for (j, (c, s)) in codes.chunks_exact_mut(rb).zip(scal.chunks_exact_mut(sc)).enumerate() {
+                        let i = ch * CHUNK + j;
+                        let l = list_of[i] as usize;
+                        for ((o, x), m) in r.iter_mut().zip(&data[i * d..(i + 1) * d]).zip(&self.centroids[l * d..(l + 1) * d]) {
+                            *o = x - m;
+                        }
+                        coder.encode(&mut r, &mut idx, c, s);
+                    }
+                    let n_done = done.fetch_add(codes.len() / rb, std::sync::atomic::Ordering::Relaxed) + codes.len() / rb;
+                    progress("add", n_done, n);
+                });
+            for i in 0..n {
+                let l = &mut self.lists[list_of[i] as usize];
+                l.codes.extend_from_slice(&codes[i * rb..(i + 1) * rb]);
+                l.scal.extend_from_slice(&scal[i * sc..(i + 1) * sc]);
+            }
+        }
+        let raw = self.stores_raw();
+        for i in 0..n {
+            let l = &mut self.lists[list_of[i] as usize];
+            l.ids.push(ids[i]);
+            if raw {
+                let x = &data[i * d..(i + 1) * d];
+                l.raw.extend_from_slice(x);
+                l.raw_sq.push(x.iter().map(|v| v * v).sum());
+            }
+        }
+        progress("add", n, n);
+        Ok(())
+    }
+
+    /// Remove every vector whose id is in `ids`; returns how many went.
+    pub fn remove(&mut self, ids: &[i64]) -> usize {
+        let gone: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        let (rb, sc) = self.coder.as_ref().map_or((0, 0), |c| (c.code_bytes(), c.scalars));
+        let (d, raw) = (self.dim, self.stores_raw());
+        let mut removed = 0;
+        for l in &mut self.lists {
+            let mut w = 0;
+            for r in 0..l.ids.len() {
+                if gone.contains(&l.ids[r]) {
+                    removed += 1;
+                    continue;
+                }
+                if w != r {
+                    l.ids[w] = l.ids[r];
+                    l.codes.copy_within(r * rb..(r + 1) * rb, w * rb);
+                    l.scal.copy_within(r * sc..(r + 1) * sc, w * sc);
+                    if raw {
+                        l.raw.copy_within(r * d..(r + 1) * d, w * d);
+                        l.raw_sq[w] = l.raw_sq[r];
+                    }
+                }
+                w += 1;
+            }
+            l.ids.truncate(w);
+            l.codes.truncate(w * rb);
+            l.scal.truncate(w * sc);
+            if raw {
+                l.raw.truncate(w * d);
+                l.raw_sq.truncate(w);
+            }
+        }
+        removed
+    }
+
+    /// The `k` nearest stored vectors of each query, visiting the `nprobe`
+    /// closest lists; threads over queries.
+    pub fn search(&self, queries: &[f32], k: usize, nprobe: usize) -> Result<Hits> {
+        if !self.is_trained() {
+            return Err(IndexError::NotTrained);
+        }
+        let nq = check_rows(queries, self.dim, "query")?;
+        if k == 0 {
+            return Err(IndexError::Input("k must be at least 1".into()));
+        }
+        let nprobe = nprobe.clamp(1, self.nlist());
+        let mut ids = vec![-1i64; nq * k];
+        let mut dists = vec![f32::NAN; nq * k];
+        ids.par_chunks_mut(k).zip(dists.par_chunks_mut(k)).enumerate().for_each_init(Scratch::default, |s, (i, (ids, dists))| {
+            self.search_one(&queries[i * self.dim..(i + 1) * self.dim], k, nprobe, s, ids, dists)
+        });
+        Ok(Hits { k, ids, dists })
+    }
+
+    fn search_one(&self, q: &[f32], k: usize, nprobe: usize, s: &mut Scratch, ids: &mut [i64], dists: &mut [f32]) {
+        let d = self.dim;
+        let nl = self.nlist();
+        let qsq: f32 = q.iter().map(|v| v * v).sum();
+        // Coarse distances: squared L2, or −⟨q, c⟩ for inner product.
+        s.coarse.resize(nl, 0.0);
+        simd::dot_rows(q, &self.centroids, &mut s.coarse);
+        for (c, sq) in s.coarse.iter_mut().zip(&self.cent_sq) {
+            *c = match self.metric {
+                Metric::L2 => qsq - 2.0 * *c + sq,
+                Metric::Ip => -*c,
+            };
+        }
+        s.order.clear();
+        s.order.extend(0..nl as u32);
+        if nprobe < nl {
+            s.order.select_nth_unstable_by(nprobe, |&a, &b| s.coarse[a as usize].total_cmp(&s.coarse[b as usize]));
+            s.order.truncate(nprobe);
+        }
+        let keep = k * self.spec.rerank.unwrap_or(1);
+        let mut top = TopK::<(u32, u32)>::new(keep);
+        if let Some(coder) = &self.coder {
+            s.qr.clear();
+            s.qr.extend_from_slice(q);
+            coder.rotate(&mut s.qr);
+        }
+        for &l in &s.order {
+            let list = &self.lists[l as usize];
+            let n = list.ids.len();
+            if n == 0 {
+                continue;
+            }
+            s.dots.resize(n, 0.0);
+            let base = s.coarse[l as usize];
+            match &self.coder {
+                None => {
+                    simd::dot_rows(q, &list.raw, &mut s.dots);
+                    for (i, (&dot, &xsq)) in s.dots.iter().zip(&list.raw_sq).enumerate() {
+                        let dist = match self.metric {
+                            Metric::L2 => qsq - 2.0 * dot + xsq,
+                            Metric::Ip => -dot,
+                        };
+                        top.push(dist, (l, i as u32));
+                    }
+                }
+                Some(coder) => {
+                    let y: &[f32] = match self.metric {
+                        Metric::L2 => {
+                            s.qd.clear();
+                            s.qd.extend(s.qr.iter().zip(&self.rot_centroids[l as usize * d..(l as usize + 1) * d]).map(|(a, b)| a - b));
+                            &s.qd
+                        }
+                        Metric::Ip => &s.qr,
+                    };
+                    code_dots(&list.codes, coder.code_bytes(), coder.bits, &coder.cb.levels, y, &mut s.tile, &mut s.dots);
+                    match self.metric {
+                        Metric::L2 => {
+                            for (i, (dot, sc)) in s.dots.iter().zip(list.scal.chunks_exact(2)).enumerate() {
+                                let (sv, nr) = (f16::from_bits(sc[0]).to_f32(), f16::from_bits(sc[1]).to_f32());
+                                top.push(base - 2.0 * sv * dot + nr * nr, (l, i as u32));
+                            }
+                        }
+                        Metric::Ip => {
+                            for (i, (dot, &sc)) in s.dots.iter().zip(&list.scal).enumerate() {
+                                top.push(base - f16::from_bits(sc).to_f32() * dot, (l, i as u32));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = top.into_sorted();
+        if self.spec.rerank.is_some() {
+            let mut exact = TopK::new(k);
+            for &(_, (l, i)) in &found {
+                let list = &self.lists[l as usize];
+                let x = &list.raw[i as usize * d..(i as usize + 1) * d];
+                let dot = simd::dot_f32(q, x);
+                let dist = match self.metric {
+                    Metric::L2 => qsq - 2.0 * dot + list.raw_sq[i as usize],
+                    Metric::Ip => -dot,
+                };
+                exact.push(dist, (l, i));
+            }
+            found = exact.into_sorted();
+        }
+        for (j, (dist, (l, i))) in found.into_iter().take(k).enumerate() {
+            ids[j] = self.lists[l as usize].ids[i as usize];
+            dists[j] = match self.metric {
+                Metric::L2 => dist.max(0.0),
+                Metric::Ip => -dist,
+            };
+        }
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    coarse: Vec<f32>,
+    order: Vec<u32>,
+    qr: Vec<f32>,
+    qd: Vec<f32>,
+    dots: Vec<f32>,
+    tile: Vec<f32>,
+}

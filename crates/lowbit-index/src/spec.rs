@@ -1,0 +1,134 @@
+//! Index spec strings, parsed and printed in one place, in the spirit of
+//! FAISS's `index_factory`: `flat`, `flat,turbo4`, `ivf256`,
+//! `ivf256,turbo4`, `ivf256,turbo2,rerank=8`.
+
+use std::fmt;
+
+use crate::error::{IndexError, Result};
+
+pub const GRAMMAR: &str = "comma-separated items: `flat` or `ivfN` (N coarse lists, 1 ≤ N ≤ 65536) first; \
+then optionally a code `turboB` (B = 1..4 bits per dimension: rotation + Lloyd–Max codebook of the residual, plus a \
+per-vector norm); then optionally `rerank=R` (R ≥ 1: take k·R candidates from the codes and re-rank them with the \
+stored f32 vectors; needs a code). Examples: flat, flat,turbo4, ivf256, ivf256,turbo4, ivf256,turbo2,rerank=8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    L2,
+    /// Inner product (larger is closer); cosine on unit vectors.
+    Ip,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Result<Metric> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "l2" => Ok(Metric::L2),
+            "ip" | "inner_product" | "cosine" => Ok(Metric::Ip),
+            _ => Err(IndexError::BadMetric(s.to_string())),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Ip => "ip",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Coarse lists; `None` = flat (one list centred on the data mean).
+    pub nlist: Option<usize>,
+    /// Bits per dimension of the residual code; `None` = raw f32 vectors.
+    pub bits: Option<u32>,
+    /// Candidates taken per result before exact re-ranking.
+    pub rerank: Option<usize>,
+}
+
+impl IndexSpec {
+    pub fn parse(spec: &str) -> Result<IndexSpec> {
+        let bad = |reason: String| IndexError::BadSpec { spec: spec.to_string(), reason, expected: GRAMMAR };
+        let items: Vec<&str> = spec.split(',').map(str::trim).collect();
+        let nlist = match items[0].to_ascii_lowercase().as_str() {
+            "flat" => None,
+            s if s.starts_with("ivf") => match s[3..].parse::<usize>() {
+                Ok(n) if (1..=65536).contains(&n) => Some(n),
+                _ => return Err(bad(format!("`{}`: the list count must be a number in 1..=65536", items[0]))),
+            },
+            "" => return Err(bad("empty spec".into())),
+            s => return Err(bad(format!("`{s}` must be `flat` or `ivfN`"))),
+        };
+        let (mut bits, mut rerank) = (None, None);
+        for item in &items[1..] {
+            let low = item.to_ascii_lowercase();
+            if let Some(b) = low.strip_prefix("turbo") {
+                if bits.is_some() {
+                    return Err(bad("more than one code".into()));
+                }
+                match b.parse::<u32>() {
+                    Ok(b @ 1..=4) => bits = Some(b),
+                    _ => return Err(bad(format!("`{item}`: turbo takes 1..4 bits"))),
+                }
+            } else if let Some(r) = low.strip_prefix("rerank=") {
+                match r.parse::<usize>() {
+                    Ok(r) if r >= 1 && r <= 1000 => rerank = Some(r),
+                    _ => return Err(bad(format!("`{item}`: rerank takes a factor in 1..=1000"))),
+                }
+            } else {
+                return Err(bad(format!("unknown item `{item}`")));
+            }
+        }
+        if rerank.is_some() && bits.is_none() {
+            return Err(bad("`rerank` needs a code to re-rank (raw f32 vectors are already exact)".into()));
+        }
+        Ok(IndexSpec { nlist, bits, rerank })
+    }
+}
+
+impl fmt::Display for IndexSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.nlist {
+            None => write!(f, "flat")?,
+            Some(n) => write!(f, "ivf{n}")?,
+        }
+        if let Some(b) = self.bits {
+            write!(f, ",turbo{b}")?;
+        }
+        if let Some(r) = self.rerank {
+            write!(f, ",rerank={r}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_canonically() {
+        for s in ["flat", "flat,turbo4", "ivf256", "ivf256,turbo4", "ivf256,turbo2,rerank=8", "ivf1,turbo1"] {
+            assert_eq!(IndexSpec::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(IndexSpec::parse(" IVF64 , Turbo3 ").unwrap().to_string(), "ivf64,turbo3");
+    }
+
+    #[test]
+    fn bad_specs_say_what_was_expected() {
+        for (s, why) in [
+            ("", "empty"),
+            ("hnsw32", "`flat` or `ivfN`"),
+            ("ivf0", "1..=65536"),
+            ("ivfx", "1..=65536"),
+            ("flat,turbo5", "1..4 bits"),
+            ("flat,rerank=4", "needs a code"),
+            ("ivf8,turbo4,rerank=0", "1..=1000"),
+            ("ivf8,turbo4,turbo2", "more than one"),
+            ("ivf8,pq16", "unknown item"),
+        ] {
+            let e = IndexSpec::parse(s).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("Expected"), "{s}: {e}");
+        }
+        assert!(Metric::parse("hamming").is_err());
+        assert_eq!(Metric::parse("cosine").unwrap(), Metric::Ip);
+    }
+}
