@@ -84,20 +84,11 @@ impl Coder {
     }
 }
 
-/// out[i] = ⟨q, ℓ_i⟩ for rows of packed codes (`row_bytes` each): decode a
-/// tile of rows with the SIMD codebook kernel into `scratch`, then the
-/// SIMD row-dot kernel — both stay in L1.
-pub fn code_dots(codes: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], scratch: &mut Vec<f32>, out: &mut [f32]) {
-    const TILE: usize = 32;
-    let d = q.len();
-    scratch.resize(TILE * d, 0.0);
-    for (rows, o) in codes.chunks(TILE * row_bytes).zip(out.chunks_mut(TILE)) {
-        let n = o.len();
-        for (row, dst) in rows.chunks_exact(row_bytes).zip(scratch.chunks_exact_mut(d)) {
-            simd::levels_scaled(row, bits, levels, 1.0, dst);
-        }
-        simd::dot_rows(q, &scratch[..n * d], o);
-    }
+/// out[i] = ⟨q, ℓ_i⟩ for rows of packed codes (`row_bytes` each), by the
+/// fused SIMD kernel (codes are looked up in registers, never decoded to
+/// memory).
+pub fn code_dots(codes: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) {
+    simd::code_dots(codes, row_bytes, bits, levels, q, out);
 }
 
 #[cfg(test)]
@@ -124,7 +115,7 @@ mod tests {
             let mut qr = q.clone();
             coder.rotate(&mut qr);
             let mut dots = vec![0f32; n];
-            code_dots(&codes, rb, bits, &coder.cb.levels, &qr, &mut Vec::new(), &mut dots);
+            code_dots(&codes, rb, bits, &coder.cb.levels, &qr, &mut dots);
             let mut err2 = 0f64;
             let mut true2 = 0f64;
             for i in 0..n {

@@ -2,7 +2,7 @@
 //! for `ivfN`), per list the ids and either raw f32 vectors or residual
 //! codes ([`crate::coder`]), optionally the raw vectors too for re-ranking.
 
-use half::f16;
+use half::{f16, slice::HalfFloatSliceExt};
 use lowbit_quant::simd;
 use rayon::prelude::*;
 
@@ -355,17 +355,20 @@ impl Index {
                         }
                         Metric::Ip => &s.qr,
                     };
-                    code_dots(&list.codes, coder.code_bytes(), coder.bits, &coder.cb.levels, y, &mut s.tile, &mut s.dots);
+                    code_dots(&list.codes, coder.code_bytes(), coder.bits, &coder.cb.levels, y, &mut s.dots);
+                    // Bulk f16 → f32 (F16C when the CPU has it).
+                    s.scal.resize(list.scal.len(), 0.0);
+                    let halves: &[f16] = bytemuck_f16(&list.scal);
+                    halves.convert_to_f32_slice(&mut s.scal);
                     match self.metric {
                         Metric::L2 => {
-                            for (i, (dot, sc)) in s.dots.iter().zip(list.scal.chunks_exact(2)).enumerate() {
-                                let (sv, nr) = (f16::from_bits(sc[0]).to_f32(), f16::from_bits(sc[1]).to_f32());
-                                top.push(base - 2.0 * sv * dot + nr * nr, (l, i as u32));
+                            for (i, (dot, sc)) in s.dots.iter().zip(s.scal.chunks_exact(2)).enumerate() {
+                                top.push(base - 2.0 * sc[0] * dot + sc[1] * sc[1], (l, i as u32));
                             }
                         }
                         Metric::Ip => {
-                            for (i, (dot, &sc)) in s.dots.iter().zip(&list.scal).enumerate() {
-                                top.push(base - f16::from_bits(sc).to_f32() * dot, (l, i as u32));
+                            for (i, (dot, &sc)) in s.dots.iter().zip(&s.scal).enumerate() {
+                                top.push(base - sc * dot, (l, i as u32));
                             }
                         }
                     }
@@ -404,5 +407,11 @@ struct Scratch {
     qr: Vec<f32>,
     qd: Vec<f32>,
     dots: Vec<f32>,
-    tile: Vec<f32>,
+    scal: Vec<f32>,
+}
+
+/// Stored f16 bit patterns viewed as `f16`.
+fn bytemuck_f16(bits: &[u16]) -> &[f16] {
+    // SAFETY: f16 is a `repr(transparent)` wrapper of u16.
+    unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const f16, bits.len()) }
 }

@@ -248,6 +248,27 @@ proptest! {
     }
 
     #[test]
+    fn code_dots_matches(groups in 1usize..12, rows in 1usize..11, bits in 1u32..6, seed in any::<u64>()) {
+        let d = groups * 16;
+        let rb = lowbit_quant::bitpack::packed_len(d, bits);
+        let table: Vec<f32> = vecs(1 << bits, seed);
+        let q = vecs(d, seed ^ 3);
+        let codes: Vec<u8> = vecs(rows * d, seed ^ 1).iter().map(|v| (v.to_bits() as u8) & ((1u8 << bits) - 1)).collect();
+        let mut packed = vec![0u8; rows * rb];
+        for (c, p) in codes.chunks(d).zip(packed.chunks_mut(rb)) {
+            lowbit_quant::bitpack::pack(c, bits, p);
+        }
+        let want: Vec<f32> = codes.chunks(d).map(|c| c.iter().zip(&q).map(|(&k, x)| table[k as usize] * x).sum()).collect();
+        for l in levels() {
+            let mut got = vec![0f32; rows];
+            simd::code_dots_at(l, &packed, rb, bits, &table, &q, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()) * d as f32, "{:?} bits {}: {} vs {}", l, bits, g, w);
+            }
+        }
+    }
+
+    #[test]
     fn axpy_matches(n in 0usize..100, a in -3f32..3.0, seed in any::<u64>()) {
         let (x, y0) = (vecs(n, seed), vecs(n, seed ^ 2));
         let mut want = y0.clone();

@@ -394,6 +394,32 @@ pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn code_dots(packed: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    if bits > 4 || d % 16 != 0 {
+        return super::code_dots_ref(packed, row_bytes, bits, levels, q, out);
+    }
+    let mut table = [0f32; 16];
+    table[..levels.len()].copy_from_slice(levels);
+    let lo = _mm256_loadu_ps(table.as_ptr());
+    let hi = _mm256_loadu_ps(table.as_ptr().add(8));
+    let (shifts, mask) = code_shifts(bits);
+    let eight = _mm256_set1_epi32(8);
+    let look = |c: __m256i| {
+        let sel = _mm256_castsi256_ps(_mm256_cmpgt_epi32(eight, c));
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(hi, c), _mm256_permutevar8x32_ps(lo, c), sel)
+    };
+    for (o, row) in out.iter_mut().zip(packed.chunks(row_bytes)) {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (0..d).step_by(16) {
+            a0 = _mm256_fmadd_ps(look(codes8(row, bits, i, shifts, mask)), _mm256_loadu_ps(q.as_ptr().add(i)), a0);
+            a1 = _mm256_fmadd_ps(look(codes8(row, bits, i + 8, shifts, mask)), _mm256_loadu_ps(q.as_ptr().add(i + 8)), a1);
+        }
+        *o = hsum_ps(_mm256_add_ps(a0, a1));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     let va = _mm256_set1_ps(a);

@@ -373,6 +373,86 @@ pub unsafe fn levels_scaled(packed: &[u8], bits: u32, levels: &[f32], scale: f32
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn code_dots(packed: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    let n = out.len().min(packed.len() / row_bytes.max(1));
+    if d % 16 != 0 || row_bytes * 8 < d * bits as usize {
+        return super::code_dots_ref(packed, row_bytes, bits, levels, q, out);
+    }
+    match bits {
+        1 => code_dots_b::<1>(packed, row_bytes, levels, q, &mut out[..n]),
+        2 => code_dots_b::<2>(packed, row_bytes, levels, q, &mut out[..n]),
+        4 => code_dots_b::<4>(packed, row_bytes, levels, q, &mut out[..n]),
+        _ => super::code_dots_ref(packed, row_bytes, bits, levels, q, out),
+    }
+}
+
+/// Sixteen B-bit codes (B = 1, 2, 4) starting at code `i` of the row at
+/// `p`, one per 32-bit lane. Reads exactly the 2·B bytes they occupy.
+#[inline(always)]
+unsafe fn codes16_b<const B: u32>(p: *const u8, i: usize, halves: __m512i, shifts: __m512i, mask: __m512i) -> __m512i {
+    let at = p.add(i * B as usize / 8);
+    match B {
+        4 => {
+            let w = std::ptr::read_unaligned(at as *const i64);
+            // Low 32 bits to lanes 0..8, high to 8..16, then a shift per lane.
+            _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(halves, _mm512_set1_epi64(w)), shifts), mask)
+        }
+        2 => _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(std::ptr::read_unaligned(at as *const i32)), shifts), mask),
+        _ => _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(std::ptr::read_unaligned(at as *const u16) as i32), shifts), mask),
+    }
+}
+
+#[inline(always)]
+unsafe fn code_dots_b<const B: u32>(packed: &[u8], row_bytes: usize, levels: &[f32], q: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    let mut table = [0f32; 16];
+    table[..levels.len().min(16)].copy_from_slice(&levels[..levels.len().min(16)]);
+    let t = _mm512_loadu_ps(table.as_ptr());
+    let b = B as i32;
+    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let shifts = if B == 4 {
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+    } else {
+        _mm512_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b, 8 * b, 9 * b, 10 * b, 11 * b, 12 * b, 13 * b, 14 * b, 15 * b)
+    };
+    let mask = _mm512_set1_epi32((1 << b) - 1);
+    let base = packed.as_ptr();
+    let n = out.len();
+    let mut r = 0;
+    // Four rows at a time: independent accumulators in registers, one load of q.
+    while r + 4 <= n {
+        let (p0, p1, p2, p3) = (base.add(r * row_bytes), base.add((r + 1) * row_bytes), base.add((r + 2) * row_bytes), base.add((r + 3) * row_bytes));
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut i = 0;
+        while i < d {
+            let qv = _mm512_loadu_ps(q.as_ptr().add(i));
+            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes16_b::<B>(p0, i, halves, shifts, mask), t), qv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes16_b::<B>(p1, i, halves, shifts, mask), t), qv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes16_b::<B>(p2, i, halves, shifts, mask), t), qv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes16_b::<B>(p3, i, halves, shifts, mask), t), qv, a3);
+            i += 16;
+        }
+        out[r] = _mm512_reduce_add_ps(a0);
+        out[r + 1] = _mm512_reduce_add_ps(a1);
+        out[r + 2] = _mm512_reduce_add_ps(a2);
+        out[r + 3] = _mm512_reduce_add_ps(a3);
+        r += 4;
+    }
+    while r < n {
+        let p = base.add(r * row_bytes);
+        let mut a = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < d {
+            a = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes16_b::<B>(p, i, halves, shifts, mask), t), _mm512_loadu_ps(q.as_ptr().add(i)), a);
+            i += 16;
+        }
+        out[r] = _mm512_reduce_add_ps(a);
+        r += 1;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     let va = _mm512_set1_ps(a);

@@ -233,6 +233,28 @@ dispatch!(
     affine_rows, affine_rows_at, (packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) -> (), affine_rows_ref
 );
 
+/// Scalar reference: out[i] = Σ_j q[j]·levels[code_ij] for rows of
+/// `q.len()` packed `bits`-bit codes, `row_bytes` apart — asymmetric
+/// distance computation of a (rotated) query against codebook codes.
+pub fn code_dots_ref(packed: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) {
+    let mut buf = [0f32; 64];
+    for (o, row) in out.iter_mut().zip(packed.chunks(row_bytes)) {
+        let mut sum = 0f32;
+        for (i, qc) in q.chunks(64).enumerate() {
+            let b = &mut buf[..qc.len()];
+            levels_scaled_ref(&row[i * 8 * bits as usize..], bits, levels, 1.0, b);
+            sum += qc.iter().zip(b.iter()).map(|(a, c)| a * c).sum::<f32>();
+        }
+        *o = sum;
+    }
+}
+
+dispatch!(
+    /// Query · codebook codes, row by row, without decoding to memory (see
+    /// [`code_dots_ref`]); vector kernels for bits ≤ 4.
+    code_dots, code_dots_at, (packed: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) -> (), code_dots_ref
+);
+
 /// Scalar reference: y += a·x.
 pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
