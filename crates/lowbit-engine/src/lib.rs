@@ -4,6 +4,7 @@
 //!
 //! Knows models, tokenizers and caches; knows nothing about command lines.
 
+pub mod bert;
 pub mod chat;
 pub mod config;
 pub mod error;

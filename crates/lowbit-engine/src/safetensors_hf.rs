@@ -58,53 +58,10 @@ pub fn load(dir: &Path) -> Result<Model> {
         rope_neox: true,
     };
 
-    let mut entries: HashMap<String, Entry> = HashMap::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(malformed(dir, "no *.safetensors file beside config.json"));
-    }
-    for f in files {
-        let file = std::fs::File::open(&f).map_err(io(&f))?;
-        // SAFETY: read-only map of a model file lowbit never writes.
-        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io(&f))?);
-        let (header, meta) = SafeTensors::read_metadata(&map[..]).map_err(|e| malformed(&f, e.to_string()))?;
-        let base = 8 + header;
-        for (name, info) in meta.tensors() {
-            let spec = match info.dtype {
-                Dtype::F32 => "f32",
-                Dtype::F16 => "f16",
-                Dtype::BF16 => "bf16",
-                other => {
-                    return Err(EngineError::UnsupportedDtype { path: f.clone(), name, dtype: format!("{other:?}") });
-                }
-            };
-            let (s, e) = info.data_offsets;
-            if base + e > map.len() {
-                return Err(malformed(&f, format!("tensor `{name}` runs past the end of the file: truncated?")));
-            }
-            entries.insert(name, Entry { map: map.clone(), start: base + s, end: base + e, format: Format::parse(spec)?, shape: info.shape.clone() });
-        }
-    }
-    let get = |name: &str, shape: &[usize]| -> Result<&Entry> {
-        let e = entries.get(name).ok_or_else(|| EngineError::MissingTensor { path: dir.to_path_buf(), name: name.into() })?;
-        if e.shape != shape {
-            return Err(EngineError::BadShape { path: dir.to_path_buf(), name: name.into(), got: e.shape.clone(), expected: shape.to_vec() });
-        }
-        Ok(e)
-    };
-    let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix> {
-        let e = get(name, &[rows, cols])?;
-        Ok(QMatrix::new(e.format.clone(), rows, cols, Bytes::Mapped(e.map.clone(), e.start..e.end))?)
-    };
-    let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
-        let e = get(name, &[n])?;
-        Ok(e.format.decode(&e.map[e.start..e.end], n)?)
-    };
+    let t = TensorTable::open(dir)?;
+    let matrix = |name: &str, rows: usize, cols: usize| t.matrix(name, rows, cols);
+    let vector = |name: &str, n: usize| t.vector(name, n);
+    let entries = &t.entries;
     let optional = |name: &str, n: usize| -> Result<Option<Vec<f32>>> {
         if entries.contains_key(name) {
             vector(name, n).map(Some)
@@ -131,4 +88,74 @@ pub fn load(dir: &Path) -> Result<Model> {
     let output = if entries.contains_key("lm_head.weight") { matrix("lm_head.weight", config.vocab, dim)? } else { embed.clone() };
     let norm = vector("model.norm.weight", dim)?;
     Ok(Model { config, embed, layers, norm, output })
+}
+
+/// Every tensor of the *.safetensors files in a folder, memory-mapped.
+pub struct TensorTable {
+    dir: std::path::PathBuf,
+    entries: HashMap<String, Entry>,
+}
+
+impl TensorTable {
+    pub fn open(dir: &Path) -> Result<TensorTable> {
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| EngineError::Io { path: p, source }
+        };
+        let mut entries: HashMap<String, Entry> = HashMap::new();
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(malformed(dir, "no *.safetensors file beside config.json"));
+        }
+        for f in files {
+            let file = std::fs::File::open(&f).map_err(io(&f))?;
+            // SAFETY: read-only map of a model file lowbit never writes.
+            let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io(&f))?);
+            let (header, meta) = SafeTensors::read_metadata(&map[..]).map_err(|e| malformed(&f, e.to_string()))?;
+            let base = 8 + header;
+            for (name, info) in meta.tensors() {
+                let spec = match info.dtype {
+                    Dtype::F32 => "f32",
+                    Dtype::F16 => "f16",
+                    Dtype::BF16 => "bf16",
+                    // Integer buffers (e.g. BERT's position_ids) are not weights.
+                    Dtype::I64 | Dtype::I32 => continue,
+                    other => {
+                        return Err(EngineError::UnsupportedDtype { path: f.clone(), name, dtype: format!("{other:?}") });
+                    }
+                };
+                let (s, e) = info.data_offsets;
+                if base + e > map.len() {
+                    return Err(malformed(&f, format!("tensor `{name}` runs past the end of the file: truncated?")));
+                }
+                entries.insert(name, Entry { map: map.clone(), start: base + s, end: base + e, format: Format::parse(spec)?, shape: info.shape.clone() });
+            }
+        }
+        Ok(TensorTable { dir: dir.to_path_buf(), entries })
+    }
+
+    fn get(&self, name: &str, shape: &[usize]) -> Result<&Entry> {
+        let e = self.entries.get(name).ok_or_else(|| EngineError::MissingTensor { path: self.dir.clone(), name: name.into() })?;
+        if e.shape != shape {
+            return Err(EngineError::BadShape { path: self.dir.clone(), name: name.into(), got: e.shape.clone(), expected: shape.to_vec() });
+        }
+        Ok(e)
+    }
+
+    /// A 2-D tensor as a matrix over the mapped bytes (no copy).
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
+        let e = self.get(name, &[rows, cols])?;
+        QMatrix::new(e.format.clone(), rows, cols, Bytes::Mapped(e.map.clone(), e.start..e.end))
+    }
+
+    /// A 1-D tensor decoded to f32.
+    pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
+        let e = self.get(name, &[n])?;
+        Ok(e.format.decode(&e.map[e.start..e.end], n)?)
+    }
 }
