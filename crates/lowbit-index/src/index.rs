@@ -415,3 +415,61 @@ fn bytemuck_f16(bits: &[u16]) -> &[f16] {
     // SAFETY: f16 is a `repr(transparent)` wrapper of u16.
     unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const f16, bits.len()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut r = lowbit_quant::rng::SplitMix64::new(seed);
+        (0..n * d).map(|_| r.normal() as f32).collect()
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let spec = IndexSpec::parse("ivf4,turbo4").unwrap();
+        let mut ix = Index::new(spec, Metric::L2, 8, 1).unwrap();
+        let x = data(100, 8, 1);
+        assert!(matches!(ix.add(&x, None, &|_, _, _| {}), Err(IndexError::NotTrained)));
+        assert!(matches!(ix.search(&x[..8], 1, 1), Err(IndexError::NotTrained)));
+        assert!(ix.train(&x[..16], &|_, _, _| {}).is_err(), "2 vectors cannot make 4 lists");
+        assert!(ix.train(&[], &|_, _, _| {}).is_err());
+        ix.train(&x, &|_, _, _| {}).unwrap();
+        assert!(matches!(ix.add(&x[..12], None, &|_, _, _| {}), Err(IndexError::Dim { .. })));
+        let mut nan = x.clone();
+        nan[13] = f32::NAN;
+        let e = ix.add(&nan, None, &|_, _, _| {}).unwrap_err().to_string();
+        assert!(e.contains("vector 1") && e.contains("NaN"), "{e}");
+        assert!(ix.add(&x, Some(&[1, 2]), &|_, _, _| {}).is_err());
+        ix.add(&x, None, &|_, _, _| {}).unwrap();
+        assert!(ix.search(&x[..8], 0, 1).is_err());
+        assert!(ix.search(&nan[8..16], 3, 1).is_err());
+        assert!(Index::new(spec, Metric::L2, 0, 1).is_err());
+        // More results than vectors: the rest are −1.
+        let h = ix.search(&x[..8], 500, 4).unwrap();
+        assert_eq!(h.ids.iter().filter(|&&i| i >= 0).count(), 100);
+        assert_eq!(h.ids[100..], vec![-1; 400][..]);
+    }
+
+    #[test]
+    fn a_stored_vector_finds_itself_first() {
+        for (spec, metric) in [("flat", Metric::L2), ("flat,turbo4", Metric::L2), ("ivf8,turbo3", Metric::L2), ("ivf8,turbo4,rerank=4", Metric::Ip)] {
+            let mut ix = Index::new(IndexSpec::parse(spec).unwrap(), metric, 48, 3).unwrap();
+            let mut x = data(400, 48, 2);
+            if metric == Metric::Ip {
+                for r in x.chunks_exact_mut(48) {
+                    let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    r.iter_mut().for_each(|v| *v /= n);
+                }
+            }
+            if !ix.is_trained() {
+                ix.train(&x, &|_, _, _| {}).unwrap();
+            }
+            let ids: Vec<i64> = (0..400).map(|i| 1000 + 3 * i).collect();
+            ix.add(&x, Some(&ids), &|_, _, _| {}).unwrap();
+            let h = ix.search(&x[..20 * 48], 1, 8).unwrap();
+            let hits = (0..20).filter(|&q| h.ids[q] == 1000 + 3 * q as i64).count();
+            assert!(hits >= 19, "{spec}: {hits}/20 found themselves");
+        }
+    }
+}
