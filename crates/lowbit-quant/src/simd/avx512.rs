@@ -383,6 +383,22 @@ pub unsafe fn code_dots(packed: &[u8], row_bytes: usize, bits: u32, levels: &[f3
         1 => code_dots_b::<1>(packed, row_bytes, levels, q, &mut out[..n]),
         2 => code_dots_b::<2>(packed, row_bytes, levels, q, &mut out[..n]),
         4 => code_dots_b::<4>(packed, row_bytes, levels, q, &mut out[..n]),
+        3 => {
+            // Sixteen 3-bit codes span 6 bytes: the general unpacker, which
+            // never reads past the buffer.
+            let mut table = [0f32; 16];
+            table[..8].copy_from_slice(&levels[..8]);
+            let t = _mm512_loadu_ps(table.as_ptr());
+            let codes = Codes16::new(3);
+            for (r, o) in out[..n].iter_mut().enumerate() {
+                let row = &packed[r * row_bytes..];
+                let mut a = _mm512_setzero_ps();
+                for i in (0..d).step_by(16) {
+                    a = _mm512_fmadd_ps(_mm512_permutexvar_ps(codes.at(row, i), t), _mm512_loadu_ps(q.as_ptr().add(i)), a);
+                }
+                *o = _mm512_reduce_add_ps(a);
+            }
+        }
         _ => super::code_dots_ref(packed, row_bytes, bits, levels, q, out),
     }
 }
