@@ -89,7 +89,7 @@ def faiss_rows(xb, xq, gt, metric, nlist, nprobes, threads, repeats):
         code = index.code_size if hasattr(index, "code_size") else 4 * d
         if isinstance(index, faiss.IndexFlat):
             code = 4 * d
-        for np_ in (nprobes if kind == "ivf" else [1]):
+        for np_ in (sorted({min(p, nlist) for p in nprobes}) if kind == "ivf" else [1]):
             if kind == "ivf":
                 index.nprobe = np_
             faiss.omp_set_num_threads(2)
@@ -109,7 +109,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", choices=SETS, default="sift")
     ap.add_argument("--nlist", type=int, default=64)
-    ap.add_argument("--nprobe", default="1,2,4,8,16,32")
+    ap.add_argument("--nprobe", default="1,2,4,8,16,32,64,256")
     ap.add_argument("--specs", default=None, help="lowbit specs, ';'-separated")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--lowbit", default=os.path.join(ROOT, "target", "release", "lowbit"))
@@ -120,7 +120,8 @@ def main():
     gt = read_vecs(gtf, np.int32)
     nprobes = [int(x) for x in a.nprobe.split(",")]
     n = a.nlist
-    specs = a.specs or f"flat;flat,turbo4;flat,turbo2;flat,turbo1;ivf{n};ivf{n},turbo4;ivf{n},turbo2;ivf{n},turbo4,rerank=4;ivf{n},turbo2,rerank=8"
+    specs = a.specs or (f"flat;flat,turbo4;flat,turbo2;ivf{n};ivf{n},turbo4;ivf{n},turbo2;ivf{4 * n},turbo2;"
+                        f"ivf{n},turbo4,rerank=4;ivf{n},turbo2,rerank=8")
     cmd = [a.lowbit, "index", "bench", "--base", base, "--query", query, "--gt", gtf, "--metric", metric,
            "--specs", specs, "--nprobe", a.nprobe, "--threads", "1,2", "--repeats", str(a.repeats), "--json"]
     print("running:", " ".join(cmd), file=sys.stderr)

@@ -243,7 +243,9 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         let t = Instant::now();
         let ix = build(spec, metric, &base, a.seed, a.json)?;
         let build_secs = t.elapsed().as_secs_f64();
-        let probes: Vec<usize> = if spec.nlist.is_some() { a.nprobe.clone() } else { vec![1] };
+        // Effective probe counts (capped at the list count), each once.
+        let mut probes: Vec<usize> = a.nprobe.iter().map(|&p| p.clamp(1, ix.nlist())).collect();
+        probes.dedup();
         for &np in &probes {
             let h100 = ix.search(&q.data, 100.min(ix.len()), np)?;
             let h10 = ix.search(&q.data, 10, np)?;
