@@ -4,6 +4,7 @@
 //! "LOWBITIX" | version u32 | spec (u16 length, UTF-8) | metric u8 | dim u32 | seed u64
 //! | nlist u32 | centroids f32[nlist·dim]
 //! | per list: n u64 | ids i64[n] | codes u8[n·code_bytes] | scalars f16[n·scalars] | raw f32[n·dim] (when kept)
+//!   | re-rank codes i8[n·dim] and scales f32[n] (`rerank=R:sq8`)
 //! | CRC-32 of every byte before it (u32)
 //! ```
 //!
@@ -52,6 +53,10 @@ pub fn to_bytes(ix: &Index) -> Vec<u8> {
         l.scal.iter().for_each(|v| put(&mut out, v.to_le_bytes()));
         if raw {
             l.raw.iter().for_each(|v| put(&mut out, v.to_le_bytes()));
+        }
+        if ix.stores_sq8() {
+            out.extend(l.fine.iter().map(|&v| v as u8));
+            l.fine_scale.iter().for_each(|v| put(&mut out, v.to_le_bytes()));
         }
     }
     let crc = crc32fast::hash(&out);
@@ -154,7 +159,12 @@ pub fn from_bytes(b: &[u8], path: &Path) -> Result<Index> {
         } else {
             (Vec::new(), Vec::new())
         };
-        lists.push(List { ids, codes, scal, raw, raw_sq });
+        let (fine, fine_scale) = if ix.stores_sq8() {
+            (c.take(n * dim, "re-rank codes")?.iter().map(|&b| b as i8).collect(), c.many(n, "re-rank scales", f32::from_le_bytes)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        lists.push(List { ids, codes, scal, raw, raw_sq, fine, fine_scale });
     }
     if c.at != body.len() {
         return Err(malformed(path, format!("{} unexpected bytes after the last list", body.len() - c.at)));

@@ -1,6 +1,7 @@
 //! The index: a coarse quantizer (one list for `flat`, k-means centroids
 //! for `ivfN`), per list the ids and either raw f32 vectors or residual
-//! codes ([`crate::coder`]), optionally the raw vectors too for re-ranking.
+//! codes ([`crate::coder`]), optionally the raw vectors or 8-bit residual
+//! codes too for re-ranking.
 
 use half::{f16, slice::HalfFloatSliceExt};
 use lowbit_quant::simd;
@@ -9,7 +10,7 @@ use rayon::prelude::*;
 use crate::coder::{code_dots, Coder};
 use crate::error::{IndexError, Result};
 use crate::kmeans::{assign, kmeans, sq_norms};
-use crate::spec::{IndexSpec, Metric};
+use crate::spec::{IndexSpec, Metric, Refine};
 use crate::topk::TopK;
 
 /// Training sample per list, as FAISS (`max_points_per_centroid`).
@@ -30,6 +31,10 @@ pub struct List {
     pub raw: Vec<f32>,
     /// ‖x‖² of each raw vector (derived, not saved).
     pub raw_sq: Vec<f32>,
+    /// `rerank=R:sq8`: `dim` 8-bit codes of the residual per vector …
+    pub fine: Vec<i8>,
+    /// … and their scale (residual ≈ scale·code).
+    pub fine_scale: Vec<f32>,
 }
 
 pub struct Index {
@@ -125,13 +130,20 @@ impl Index {
 
     /// Whether raw f32 vectors are kept (exact search or re-ranking).
     pub fn stores_raw(&self) -> bool {
-        self.coder.is_none() || self.spec.rerank.is_some()
+        self.coder.is_none() || self.spec.rerank.is_some_and(|r| r.with == Refine::F32)
+    }
+
+    /// Whether 8-bit residual codes are kept for re-ranking.
+    pub fn stores_sq8(&self) -> bool {
+        self.spec.rerank.is_some_and(|r| r.with == Refine::Sq8)
     }
 
     /// Stored bytes per vector, ids excluded: codes, per-vector scalars and
-    /// raw vectors when kept.
+    /// raw vectors or 8-bit re-ranking codes when kept.
     pub fn bytes_per_vector(&self) -> usize {
-        self.coder.as_ref().map_or(0, Coder::bytes_per_vector) + if self.stores_raw() { 4 * self.dim } else { 0 }
+        self.coder.as_ref().map_or(0, Coder::bytes_per_vector)
+            + if self.stores_raw() { 4 * self.dim } else { 0 }
+            + if self.stores_sq8() { self.dim + 4 } else { 0 }
     }
 
     /// Learn the coarse quantizer (`ivfN`: k-means on a sample of at most
@@ -233,12 +245,22 @@ impl Index {
                 l.scal.extend_from_slice(&scal[i * sc..(i + 1) * sc]);
             }
         }
-        let raw = self.stores_raw();
+        let (raw, sq8) = (self.stores_raw(), self.stores_sq8());
         for i in 0..n {
-            let l = &mut self.lists[list_of[i] as usize];
+            let li = list_of[i] as usize;
+            let x = &data[i * d..(i + 1) * d];
+            if sq8 {
+                let c = &self.centroids[li * d..(li + 1) * d];
+                let amax = x.iter().zip(c).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let scale = amax / 127.0;
+                let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                let l = &mut self.lists[li];
+                l.fine.extend(x.iter().zip(c).map(|(a, b)| ((a - b) * inv).round() as i8));
+                l.fine_scale.push(scale);
+            }
+            let l = &mut self.lists[li];
             l.ids.push(ids[i]);
             if raw {
-                let x = &data[i * d..(i + 1) * d];
                 l.raw.extend_from_slice(x);
                 l.raw_sq.push(x.iter().map(|v| v * v).sum());
             }
@@ -251,7 +273,7 @@ impl Index {
     pub fn remove(&mut self, ids: &[i64]) -> usize {
         let gone: std::collections::HashSet<i64> = ids.iter().copied().collect();
         let (rb, sc) = self.coder.as_ref().map_or((0, 0), |c| (c.code_bytes(), c.scalars));
-        let (d, raw) = (self.dim, self.stores_raw());
+        let (d, raw, sq8) = (self.dim, self.stores_raw(), self.stores_sq8());
         let mut removed = 0;
         for l in &mut self.lists {
             let mut w = 0;
@@ -268,6 +290,10 @@ impl Index {
                         l.raw.copy_within(r * d..(r + 1) * d, w * d);
                         l.raw_sq[w] = l.raw_sq[r];
                     }
+                    if sq8 {
+                        l.fine.copy_within(r * d..(r + 1) * d, w * d);
+                        l.fine_scale[w] = l.fine_scale[r];
+                    }
                 }
                 w += 1;
             }
@@ -277,6 +303,10 @@ impl Index {
             if raw {
                 l.raw.truncate(w * d);
                 l.raw_sq.truncate(w);
+            }
+            if sq8 {
+                l.fine.truncate(w * d);
+                l.fine_scale.truncate(w);
             }
         }
         removed
@@ -320,7 +350,7 @@ impl Index {
             s.order.select_nth_unstable_by(nprobe, |&a, &b| s.coarse[a as usize].total_cmp(&s.coarse[b as usize]));
             s.order.truncate(nprobe);
         }
-        let keep = k * self.spec.rerank.unwrap_or(1);
+        let keep = k * self.spec.rerank.map_or(1, |r| r.factor);
         let mut top = TopK::<(u32, u32)>::new(keep);
         if let Some(coder) = &self.coder {
             s.qr.clear();
@@ -376,17 +406,31 @@ impl Index {
             }
         }
         let mut found = top.into_sorted();
-        if self.spec.rerank.is_some() {
+        if let Some(r) = self.spec.rerank {
             let mut exact = TopK::new(k);
             for &(_, (l, i)) in &found {
-                let list = &self.lists[l as usize];
-                let x = &list.raw[i as usize * d..(i as usize + 1) * d];
-                let dot = simd::dot_f32(q, x);
-                let dist = match self.metric {
-                    Metric::L2 => qsq - 2.0 * dot + list.raw_sq[i as usize],
-                    Metric::Ip => -dot,
+                let (list, i) = (&self.lists[l as usize], i as usize);
+                let dist = match r.with {
+                    Refine::F32 => {
+                        let dot = simd::dot_f32(q, &list.raw[i * d..(i + 1) * d]);
+                        match self.metric {
+                            Metric::L2 => qsq - 2.0 * dot + list.raw_sq[i],
+                            Metric::Ip => -dot,
+                        }
+                    }
+                    Refine::Sq8 => {
+                        // Distance to c + scale·code, c the list's centroid.
+                        let c = &self.centroids[l as usize * d..(l as usize + 1) * d];
+                        let sc = list.fine_scale[i];
+                        let code = &list.fine[i * d..(i + 1) * d];
+                        match self.metric {
+                            Metric::L2 => code.iter().zip(q).zip(c).map(|((&k, a), b)| (a - b - sc * k as f32).powi(2)).sum(),
+                            // coarse = −⟨q, c⟩.
+                            Metric::Ip => s.coarse[l as usize] - sc * code.iter().zip(q).map(|(&k, a)| k as f32 * a).sum::<f32>(),
+                        }
+                    }
                 };
-                exact.push(dist, (l, i));
+                exact.push(dist, (l, i as u32));
             }
             found = exact.into_sorted();
         }
@@ -453,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_stored_vector_finds_itself_first() {
-        for (spec, metric) in [("flat", Metric::L2), ("flat,turbo4", Metric::L2), ("ivf8,turbo3", Metric::L2), ("ivf8,turbo4,rerank=4", Metric::Ip)] {
+        for (spec, metric) in [("flat", Metric::L2), ("flat,turbo4", Metric::L2), ("ivf8,turbo3", Metric::L2), ("ivf8,turbo4,rerank=4", Metric::Ip), ("ivf8,turbo2,rerank=8:sq8", Metric::L2), ("flat,turbo1,rerank=16:sq8", Metric::Ip)] {
             let mut ix = Index::new(IndexSpec::parse(spec).unwrap(), metric, 48, 3).unwrap();
             let mut x = data(400, 48, 2);
             if metric == Metric::Ip {

@@ -23,7 +23,7 @@ pub mod vecio;
 
 pub use error::{IndexError, Result};
 pub use index::{Hits, Index, Progress};
-pub use spec::{IndexSpec, Metric};
+pub use spec::{IndexSpec, Metric, Refine, Rerank};
 pub use vecio::Vectors;
 
 /// Recall of `hits` against ground truth: for each query, the share of

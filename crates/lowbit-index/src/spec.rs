@@ -8,8 +8,9 @@ use crate::error::{IndexError, Result};
 
 pub const GRAMMAR: &str = "comma-separated items: `flat` or `ivfN` (N coarse lists, 1 ≤ N ≤ 65536) first; \
 then optionally a code `turboB` (B = 1..4 bits per dimension: rotation + Lloyd–Max codebook of the residual, plus a \
-per-vector norm); then optionally `rerank=R` (R ≥ 1: take k·R candidates from the codes and re-rank them with the \
-stored f32 vectors; needs a code). Examples: flat, flat,turbo4, ivf256, ivf256,turbo4, ivf256,turbo2,rerank=8";
+per-vector norm); then optionally `rerank=R` or `rerank=R:sq8` (R ≥ 1: take k·R candidates from the codes and re-rank \
+them with the stored f32 vectors, or with 8-bit codes of the residual, d + 4 bytes per vector; needs a code). Examples: \
+flat, flat,turbo4, ivf256, ivf256,turbo4, ivf256,turbo2,rerank=8, ivf256,turbo4,rerank=4:sq8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -34,14 +35,29 @@ impl Metric {
     }
 }
 
+/// What re-ranking reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refine {
+    /// The stored f32 vectors (exact).
+    F32,
+    /// 8-bit codes of the residual, one f32 scale per vector.
+    Sq8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rerank {
+    /// Candidates taken per result before re-ranking.
+    pub factor: usize,
+    pub with: Refine,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexSpec {
     /// Coarse lists; `None` = flat (one list centred on the data mean).
     pub nlist: Option<usize>,
     /// Bits per dimension of the residual code; `None` = raw f32 vectors.
     pub bits: Option<u32>,
-    /// Candidates taken per result before exact re-ranking.
-    pub rerank: Option<usize>,
+    pub rerank: Option<Rerank>,
 }
 
 impl IndexSpec {
@@ -69,8 +85,14 @@ impl IndexSpec {
                     _ => return Err(bad(format!("`{item}`: turbo takes 1..4 bits"))),
                 }
             } else if let Some(r) = low.strip_prefix("rerank=") {
-                match r.parse::<usize>() {
-                    Ok(r) if r >= 1 && r <= 1000 => rerank = Some(r),
+                let (factor, with) = r.split_once(':').unwrap_or((r, "f32"));
+                let with = match with {
+                    "f32" => Refine::F32,
+                    "sq8" => Refine::Sq8,
+                    w => return Err(bad(format!("`{item}`: re-rank with `f32` (default) or `sq8`, not `{w}`"))),
+                };
+                match factor.parse::<usize>() {
+                    Ok(f) if (1..=1000).contains(&f) => rerank = Some(Rerank { factor: f, with }),
                     _ => return Err(bad(format!("`{item}`: rerank takes a factor in 1..=1000"))),
                 }
             } else {
@@ -94,7 +116,10 @@ impl fmt::Display for IndexSpec {
             write!(f, ",turbo{b}")?;
         }
         if let Some(r) = self.rerank {
-            write!(f, ",rerank={r}")?;
+            write!(f, ",rerank={}", r.factor)?;
+            if r.with == Refine::Sq8 {
+                write!(f, ":sq8")?;
+            }
         }
         Ok(())
     }
@@ -106,10 +131,11 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print_canonically() {
-        for s in ["flat", "flat,turbo4", "ivf256", "ivf256,turbo4", "ivf256,turbo2,rerank=8", "ivf1,turbo1"] {
+        for s in ["flat", "flat,turbo4", "ivf256", "ivf256,turbo4", "ivf256,turbo2,rerank=8", "ivf1,turbo1", "ivf16,turbo4,rerank=4:sq8"] {
             assert_eq!(IndexSpec::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(IndexSpec::parse(" IVF64 , Turbo3 ").unwrap().to_string(), "ivf64,turbo3");
+        assert_eq!(IndexSpec::parse("flat,turbo2,rerank=3:f32").unwrap().to_string(), "flat,turbo2,rerank=3");
     }
 
     #[test]
@@ -123,6 +149,7 @@ mod tests {
             ("flat,rerank=4", "needs a code"),
             ("ivf8,turbo4,rerank=0", "1..=1000"),
             ("ivf8,turbo4,turbo2", "more than one"),
+            ("ivf8,turbo4,rerank=4:pq", "`sq8`"),
             ("ivf8,pq16", "unknown item"),
         ] {
             let e = IndexSpec::parse(s).unwrap_err().to_string();

@@ -60,9 +60,10 @@ fn four_bit_codes_reach_the_recall_targets_on_both_sets() {
         let ivf = build(&s, "ivf64,turbo4");
         let ivf4 = recall10(&s, &ivf, 64);
         let rr = recall10(&s, &build(&s, "ivf64,turbo4,rerank=4"), 64);
-        eprintln!("{name}: recall@10 flat,turbo4 {flat4:.4}, ivf64,turbo4 (all lists) {ivf4:.4}, ivf64,turbo4,rerank=4 {rr:.4}");
+        let rr8 = recall10(&s, &build(&s, "ivf64,turbo4,rerank=4:sq8"), 64);
+        eprintln!("{name}: recall@10 flat,turbo4 {flat4:.4}, ivf64,turbo4 (all lists) {ivf4:.4}, ivf64,turbo4,rerank=4 {rr:.4}, rerank=4:sq8 {rr8:.4}");
         assert!(flat4 >= 0.90 && ivf4 >= 0.90, "{name}: 4-bit recall@10 {flat4} / {ivf4}");
-        assert!(rr >= 0.99, "{name}: re-ranked recall@10 {rr}");
+        assert!(rr >= 0.99 && rr8 >= 0.99, "{name}: re-ranked recall@10 {rr} / {rr8}");
         // Fewer bits cost recall, monotonically.
         let flat2 = recall10(&s, &build(&s, "flat,turbo2"), 1);
         let flat1 = recall10(&s, &build(&s, "flat,turbo1"), 1);
@@ -89,7 +90,7 @@ fn corrupt(path: &Path, f: impl FnOnce(&mut Vec<u8>)) -> String {
 #[test]
 fn save_then_load_gives_identical_results_and_damage_is_rejected() {
     let Some(s) = set("sift") else { return };
-    for spec in ["ivf64,turbo4", "flat,turbo2,rerank=8", "ivf16"] {
+    for spec in ["ivf64,turbo4", "flat,turbo2,rerank=8", "ivf16", "ivf32,turbo3,rerank=2:sq8"] {
         let ix = build(&s, spec);
         let p = tmp("sift.lbx");
         file::save(&ix, &p).unwrap();
@@ -128,7 +129,7 @@ fn a_failed_save_leaves_the_existing_file_alone() {
 #[test]
 fn removed_ids_are_never_returned() {
     let Some(s) = set("minilm") else { return };
-    let mut ix = build(&s, "ivf64,turbo4,rerank=2");
+    let mut ix = build(&s, "ivf64,turbo4,rerank=2:sq8");
     let before = ix.search(&s.query.data, 10, 64).unwrap();
     let gone: Vec<i64> = (0..s.query.len()).map(|q| before.ids_of(q)[0]).collect();
     let n = ix.len();
