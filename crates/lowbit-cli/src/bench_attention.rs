@@ -30,6 +30,13 @@ pub struct Args {
     repeats: usize,
     #[arg(long)]
     json: bool,
+    /// `cpu` (this table) or `cuda`: check every GPU kernel against the CPU
+    /// reference, then time decode attention on the compressed cache for
+    /// batch 1 and 8 at 4K, 32K and 128K tokens (see `--gpu-*` options).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[command(flatten)]
+    gpu: crate::bench_attention_cuda::Args,
 }
 
 #[derive(Serialize)]
@@ -57,6 +64,11 @@ fn rows(n: usize, width: usize, seed: u64) -> Vec<f32> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    match a.device.as_str() {
+        "cpu" => {}
+        "cuda" => return crate::bench_attention_cuda::run(&a.gpu, a.json),
+        d => anyhow::bail!("--device must be `cpu` or `cuda`, not `{d}`"),
+    }
     let policies: Vec<Policy> = a.policies.iter().map(|p| Policy::parse(p)).collect::<Result<_, _>>()?;
     anyhow::ensure!(a.kv_heads > 0 && a.heads % a.kv_heads == 0, "--heads must be a multiple of --kv-heads");
     let mut out_rows = Vec::new();

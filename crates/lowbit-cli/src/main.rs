@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench_attention;
+mod bench_attention_cuda;
 mod bench_model;
 mod embed;
 mod eval;

@@ -1,0 +1,149 @@
+//! `lowbit bench attention --device cuda`: glue over lowbit-cuda's check
+//! and timings, with an optional baseline (torch SDPA, from
+//! `scripts/sdpa_baseline.py`) for speed-ups measured on the same machine.
+
+use anyhow::{Context, Result};
+use lowbit_cuda::bench::{self, Baseline};
+use lowbit_cuda::{Gpu, KvCodec};
+use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// KV codecs timed on the GPU (`;`-separated).
+    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4;turbo3;turbo2")]
+    gpu_codecs: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    gpu_batch: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "4096,32768,131072")]
+    gpu_ctx: Vec<usize>,
+    /// f16 recent-window tokens per sequence (the rest sits in blocks).
+    #[arg(long, default_value_t = 64)]
+    gpu_window: usize,
+    /// Timed launches per configuration (median reported).
+    #[arg(long, default_value_t = 60)]
+    gpu_launches: usize,
+    /// JSON from scripts/sdpa_baseline.py: rows with batch, ctx, micros.
+    #[arg(long)]
+    baseline: Option<std::path::PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    codec: String,
+    batch: usize,
+    ctx: usize,
+    micros: f64,
+    bytes_read: usize,
+    gbps: f64,
+    share_of_copy_bandwidth: f64,
+    speedup_vs_baseline: Option<f64>,
+    speedup_vs_our_f16: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Check {
+    kernel: String,
+    rel_err: f64,
+    same_bytes: Option<f64>,
+    pass: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    device: String,
+    arch: String,
+    copy_gbps: f64,
+    tolerance: f64,
+    checks: Vec<Check>,
+    quantize_vectors_per_sec: Vec<(String, f64)>,
+    rows: Vec<Row>,
+    kernel_registers: Vec<(String, i32, i32)>,
+}
+
+fn read_baseline(p: &std::path::Path) -> Result<Baseline> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?;
+    let mut b = Baseline::new();
+    for r in v["rows"].as_array().context("baseline JSON needs a `rows` array")? {
+        let get = |k: &str| r[k].as_f64().with_context(|| format!("baseline row without `{k}`"));
+        b.insert((get("batch")? as usize, get("ctx")? as usize), get("micros")?);
+    }
+    Ok(b)
+}
+
+pub fn run(a: &Args, json: bool) -> Result<()> {
+    let codecs: Vec<KvCodec> = a.gpu_codecs.iter().map(|c| KvCodec::parse(c)).collect::<Result<_, _>>()?;
+    let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
+    let gpu = Gpu::open()?;
+    eprintln!("{} ({}): checking kernels against the CPU reference ...", gpu.name, gpu.arch);
+    let mut kernel_registers = Vec::new();
+    for c in &codecs {
+        for k in [format!("attn_{}", c.name()), format!("quant_{}", c.name())] {
+            let f = gpu.function(&k)?;
+            kernel_registers.push((k, f.num_regs()?, f.local_size_bytes()?));
+        }
+    }
+    let checks = bench::check(&gpu, &codecs)?;
+    let copy = bench::copy_bandwidth(&gpu)?;
+    let mut quant = Vec::new();
+    for &c in &codecs {
+        let r = bench::quant_rate(&gpu, c)?;
+        quant.push((r.codec, r.vectors_per_sec));
+    }
+    let mut rows = Vec::new();
+    for &batch in &a.gpu_batch {
+        for &ctx in &a.gpu_ctx {
+            let mut f16 = None;
+            for &c in &codecs {
+                eprintln!("timing {} batch {batch} ctx {ctx} ...", c.name());
+                let t = bench::time(&gpu, c, batch, ctx, a.gpu_window, a.gpu_launches)?;
+                if c == KvCodec::F16 {
+                    f16 = Some(t.micros);
+                }
+                rows.push(Row {
+                    codec: t.codec,
+                    batch,
+                    ctx,
+                    micros: t.micros,
+                    bytes_read: t.bytes,
+                    gbps: t.gbps,
+                    share_of_copy_bandwidth: t.gbps * 1e9 / copy,
+                    speedup_vs_baseline: baseline.as_ref().and_then(|b| b.get(&(batch, ctx))).map(|b| b / t.micros),
+                    speedup_vs_our_f16: f16.map(|f| f / t.micros),
+                });
+            }
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    let report = Report {
+        device: gpu.name.clone(),
+        arch: gpu.arch.clone(),
+        copy_gbps: copy / 1e9,
+        tolerance: bench::TOLERANCE,
+        checks: checks.into_iter().map(|c| Check { kernel: c.kernel, rel_err: c.rel_err, same_bytes: c.same_bytes, pass: c.pass }).collect(),
+        quantize_vectors_per_sec: quant,
+        rows,
+        kernel_registers,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} ({}), device-to-device copy {:.0} GB/s (read + write)", report.device, report.arch, report.copy_gbps);
+        println!("checks against the CPU reference (relative error ≤ {}):", report.tolerance);
+        for c in &report.checks {
+            let same = c.same_bytes.map_or(String::new(), |s| format!(", identical bytes {:.4}%", 100.0 * s));
+            println!("  {:<16} {:.2e}{same} {}", c.kernel, c.rel_err, if c.pass { "ok" } else { "FAIL" });
+        }
+        println!("registers / local bytes: {:?}", report.kernel_registers);
+        for (c, v) in &report.quantize_vectors_per_sec {
+            println!("  quantize-on-append {c:<7} {:.1} M vectors/s", v / 1e6);
+        }
+        println!("{:<7} {:>5} {:>7} {:>10} {:>9} {:>8} {:>11} {:>9}", "codec", "batch", "ctx", "µs", "GB/s", "of copy", "vs baseline", "vs f16");
+        for r in &report.rows {
+            let sb = r.speedup_vs_baseline.map_or("—".into(), |s| format!("{s:.2}x"));
+            let sf = r.speedup_vs_our_f16.map_or("—".into(), |s| format!("{s:.2}x"));
+            println!("{:<7} {:>5} {:>7} {:>10.1} {:>9.0} {:>7.0}% {:>11} {:>9}", r.codec, r.batch, r.ctx, r.micros, r.gbps, 100.0 * r.share_of_copy_bandwidth, sb, sf);
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} kernel check(s) failed");
+    Ok(())
+}

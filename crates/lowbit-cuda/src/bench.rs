@@ -1,0 +1,251 @@
+//! The on-device check and benchmark behind `lowbit bench attention
+//! --device cuda`: every kernel against the CPU reference on the same
+//! compressed bytes, then CUDA-event timings of decode attention.
+
+use std::collections::HashMap;
+
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use lowbit_quant::rng::SplitMix64;
+
+use crate::device::Gpu;
+use crate::error::Result;
+use crate::paged::{GpuKv, KvCodec, GROUP, HEAD_DIM};
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub kernel: String,
+    pub rel_err: f64,
+    /// Share of identical code bytes (quantize checks).
+    pub same_bytes: Option<f64>,
+    pub pass: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub codec: String,
+    pub batch: usize,
+    pub ctx: usize,
+    pub micros: f64,
+    pub bytes: usize,
+    pub gbps: f64,
+    pub launches: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct QuantRate {
+    pub codec: String,
+    pub vectors_per_sec: f64,
+}
+
+pub const TOLERANCE: f64 = 1e-3;
+
+/// Fill `x` with the deterministic pseudo-normal data of `fill_normal`.
+pub fn fill(gpu: &Gpu, x: &mut CudaSlice<f32>, seed: u32) -> Result<()> {
+    let f = gpu.function("fill_normal")?;
+    let n = x.len() as i64;
+    let outlier = 37i32;
+    let cfg = LaunchConfig { grid_dim: (1024, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let mut l = gpu.stream.launch_builder(&f);
+    l.arg(&mut *x).arg(&n).arg(&seed).arg(&outlier);
+    // SAFETY: matches fill_normal(float*, i64, u32, int).
+    unsafe { l.launch(cfg) }?;
+    Ok(())
+}
+
+/// Fill every copy of both planes with fresh data, `chunk` tokens at a time.
+pub fn fill_cache(gpu: &Gpu, kv: &mut GpuKv, seed: u32) -> Result<()> {
+    let chunk = kv.n_comp.clamp(1, 2048);
+    let mut x = gpu.stream.alloc_zeros::<f32>(kv.batch * chunk * kv.kv_heads * HEAD_DIM)?;
+    let mut s = seed;
+    for copy in 0..kv.copies {
+        for plane in 0..2 {
+            let mut pos = 0;
+            while pos < kv.n_comp {
+                let t = chunk.min(kv.n_comp - pos);
+                s = s.wrapping_add(1);
+                fill(gpu, &mut x, s)?;
+                kv.append(copy, plane, &x, t, pos)?;
+                pos += t;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    let (mut e, mut n) = (0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        e += (*g as f64 - w).powi(2);
+        n += w * w;
+    }
+    (e / n.max(1e-300)).sqrt()
+}
+
+/// f64 attention over decoded rows: out[hq] = softmax(q·Kᵀ/√d)·V.
+fn reference(kv: &GpuKv, pool: &[u8], copy: usize, q: &[f32]) -> Result<Vec<f64>> {
+    let heads = kv.kv_heads * GROUP;
+    let mut out = vec![0f64; kv.batch * heads * HEAD_DIM];
+    for b in 0..kv.batch {
+        for h in 0..kv.kv_heads {
+            let [k, v] = kv.decoded_rows(pool, copy, b, h)?;
+            let n = k.len() / HEAD_DIM;
+            for g in 0..GROUP {
+                let hq = h * GROUP + g;
+                let qv = &q[(b * heads + hq) * HEAD_DIM..][..HEAD_DIM];
+                let s: Vec<f64> = (0..n).map(|t| k[t * HEAD_DIM..][..HEAD_DIM].iter().zip(qv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (HEAD_DIM as f64).sqrt()).collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let p: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = p.iter().sum();
+                let o = &mut out[(b * heads + hq) * HEAD_DIM..][..HEAD_DIM];
+                for t in 0..n {
+                    for (oi, vi) in o.iter_mut().zip(&v[t * HEAD_DIM..][..HEAD_DIM]) {
+                        *oi += p[t] / z * *vi as f64;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn random_q(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n).map(|_| r.normal() as f32).collect()
+}
+
+/// Check quantize-on-append and decode attention of every codec against
+/// the CPU on the same bytes: 2 sequences of 1000 compressed tokens (a
+/// partial last block) plus 40 of 64 window rows, 8 KV heads, scattered
+/// blocks, the second of two copies.
+pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
+    let mut out = Vec::new();
+    let (batch, kvh, n_comp) = (2, 8, 1000);
+    for &codec in codecs {
+        let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, 64, 40, 2, 7)?;
+        // Quantize check: the rows of copy 0, plane K, against lowbit-quant's encoder.
+        let mut x = gpu.stream.alloc_zeros::<f32>(batch * n_comp * kvh * HEAD_DIM)?;
+        fill(gpu, &mut x, 11)?;
+        kv.append(0, 0, &x, n_comp, 0)?;
+        let xh = gpu.stream.clone_dtoh(&x)?;
+        let pool = gpu.stream.clone_dtoh(&kv.pool)?;
+        let fmt = codec.cpu_format()?;
+        let tb = codec.token_bytes();
+        let (mut same, mut total) = (0usize, 0usize);
+        let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
+        for b in 0..batch {
+            for t in 0..n_comp {
+                for h in 0..kvh {
+                    let row = &xh[((b * n_comp + t) * kvh + h) * HEAD_DIM..][..HEAD_DIM];
+                    let cpu = fmt.encode(row)?;
+                    let blk = kv.table_host[b * kv.max_blocks + t / 32] as usize;
+                    let at = blk * kv.block_bytes + h * 32 * tb + (t % 32) * tb;
+                    let g = &pool[at..at + tb];
+                    same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
+                    total += tb;
+                    gpu_dec.extend(fmt.decode(g, HEAD_DIM)?);
+                    cpu_dec.extend(fmt.decode(&cpu, HEAD_DIM)?.into_iter().map(|v| v as f64));
+                }
+            }
+        }
+        let e = rel_err(&gpu_dec, &cpu_dec);
+        out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same as f64 / total as f64), pass: e <= TOLERANCE });
+        // Attention check on copy 1.
+        fill_cache(gpu, &mut kv, 100)?;
+        let heads = kvh * GROUP;
+        let qh = random_q(batch * heads * HEAD_DIM, 5);
+        let q = gpu.stream.clone_htod(&qh)?;
+        let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
+        let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
+        gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
+        kv.attend(1, &q, &mut part, &mut o)?;
+        let got = gpu.stream.clone_dtoh(&o)?;
+        let pool = gpu.stream.clone_dtoh(&kv.pool)?;
+        let want = reference(&kv, &pool, 1, &qh)?;
+        let e = rel_err(&got, &want);
+        out.push(Check { kernel: format!("attn_{}", codec.name()), rel_err: e, same_bytes: None, pass: e <= TOLERANCE });
+    }
+    Ok(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Time decode attention (all kernels of one call) with CUDA events:
+/// warm-up, then `launches` calls rotating over enough copies of the cache
+/// to exceed the L2 cache; the median per call.
+pub fn time(gpu: &Gpu, codec: KvCodec, batch: usize, ctx: usize, window: usize, launches: usize) -> Result<Timing> {
+    let kvh = 8;
+    let n_comp = ctx - window;
+    let per_copy = batch * n_comp.div_ceil(32) * 2 * kvh * 32 * codec.token_bytes();
+    let copies = (512usize << 20).div_ceil(per_copy).clamp(1, 64);
+    let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, window, window, copies, 3)?;
+    fill_cache(gpu, &mut kv, 1000)?;
+    let heads = kvh * GROUP;
+    let q = gpu.stream.clone_htod(&random_q(batch * heads * HEAD_DIM, 9))?;
+    let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
+    let mut out = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
+    for i in 0..10 {
+        kv.attend(i % copies, &q, &mut part, &mut out)?;
+    }
+    let mut events = Vec::with_capacity(launches);
+    for i in 0..launches {
+        let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        kv.attend(i % copies, &q, &mut part, &mut out)?;
+        let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        events.push((e0, e1));
+    }
+    gpu.stream.synchronize()?;
+    let ms: Vec<f64> = events.iter().map(|(a, b)| a.elapsed_ms(b).map(|v| v as f64)).collect::<std::result::Result<_, _>>()?;
+    let micros = median(ms) * 1e3;
+    let bytes = kv.bytes_read();
+    Ok(Timing { codec: codec.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
+}
+
+/// Quantize-on-append rate: 8 sequences × 2048 tokens × 8 KV heads of one
+/// plane per call, median of 20 calls.
+pub fn quant_rate(gpu: &Gpu, codec: KvCodec) -> Result<QuantRate> {
+    let (batch, kvh, t) = (8, 8, 2048);
+    let mut kv = GpuKv::new(gpu, codec, batch, kvh, t, 0, 0, 1, 5)?;
+    let mut x = gpu.stream.alloc_zeros::<f32>(batch * t * kvh * HEAD_DIM)?;
+    fill(gpu, &mut x, 3)?;
+    for _ in 0..3 {
+        kv.append(0, 0, &x, t, 0)?;
+    }
+    let mut ms = Vec::new();
+    for _ in 0..20 {
+        let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        kv.append(0, 0, &x, t, 0)?;
+        let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        e1.synchronize()?;
+        ms.push(e0.elapsed_ms(&e1)? as f64);
+    }
+    Ok(QuantRate { codec: codec.name(), vectors_per_sec: (batch * t * kvh) as f64 / (median(ms) / 1e3) })
+}
+
+/// Device-to-device copy bandwidth (bytes read + written per second) of a
+/// 1 GiB buffer, median of 20 copies.
+pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
+    let n = 1usize << 30;
+    let a = gpu.stream.alloc_zeros::<u8>(n)?;
+    let mut b = gpu.stream.alloc_zeros::<u8>(n)?;
+    let mut ms = Vec::new();
+    for i in 0..23 {
+        let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        gpu.stream.memcpy_dtod(&a, &mut b)?;
+        let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        e1.synchronize()?;
+        if i >= 3 {
+            ms.push(e0.elapsed_ms(&e1)? as f64);
+        }
+    }
+    Ok(2.0 * n as f64 / (median(ms) / 1e3))
+}
+
+/// Baseline timings keyed by (batch, ctx), e.g. torch SDPA's µs.
+pub type Baseline = HashMap<(usize, usize), f64>;

@@ -1,0 +1,84 @@
+//! The device: library checks, context, stream, and the kernels compiled
+//! once per architecture by NVRTC (sources embedded with `include_str!`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use crate::error::{CudaError, Result};
+
+/// Every kernel source, in dependency order.
+pub const SOURCE: [&str; 3] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/quantize.cu")];
+
+/// Whether libnvrtc can be loaded (checked before any NVRTC call, which
+/// would otherwise abort the process).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to open the shared library.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether libcuda (the driver) can be loaded.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the shared library.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// NVRTC's architecture name for a compute capability: the `a` variant on
+/// Hopper (sm_90a), plain otherwise.
+pub fn arch_for(major: i32, minor: i32) -> String {
+    format!("sm_{major}{minor}{}", if major == 9 { "a" } else { "" })
+}
+
+/// Compile all kernels for `arch` (cached for the process).
+pub fn compile(arch: &str) -> Result<Ptx> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Ptx>>> = OnceLock::new();
+    if !nvrtc_present() {
+        return Err(CudaError::NoNvrtc);
+    }
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(p) = cache.lock().unwrap().get(arch) {
+        return Ok(p.clone());
+    }
+    let opts = CompileOptions {
+        arch: Some(Box::leak(arch.to_string().into_boxed_str())),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE.concat(), opts).map_err(|e| CudaError::Compile { arch: arch.to_string(), log: e.to_string() })?;
+    cache.lock().unwrap().insert(arch.to_string(), ptx.clone());
+    Ok(ptx)
+}
+
+pub struct Gpu {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+    pub name: String,
+    pub arch: String,
+}
+
+impl Gpu {
+    /// Open device 0 and load the kernels; an error (never a panic) when
+    /// the driver, NVRTC or a GPU is missing.
+    pub fn open() -> Result<Gpu> {
+        if !driver_present() {
+            return Err(CudaError::NoDriver);
+        }
+        if !nvrtc_present() {
+            return Err(CudaError::NoNvrtc);
+        }
+        let ctx = CudaContext::new(0)?;
+        // One stream: cudarc's cross-stream event tracking is not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx.compute_capability()?;
+        let arch = arch_for(major, minor);
+        let module = ctx.load_module(compile(&arch)?)?;
+        Ok(Gpu { stream: ctx.default_stream(), name: ctx.name()?, ctx, module, arch })
+    }
+
+    pub fn function(&self, name: &str) -> Result<CudaFunction> {
+        Ok(self.module.load_function(name)?)
+    }
+}

@@ -1,0 +1,257 @@
+//! A paged KV cache on the GPU in lowbit-kv's block layout, filled by the
+//! quantize-on-append kernels and read by the decode-attention kernels.
+//!
+//! Pool of blocks of 32 tokens; a block holds plane K then plane V, each
+//! one region per KV head of 32 token rows (f16, q8_0, or turbo: f16 norm |
+//! packed Lloyd–Max codes of the rotated unit vector, the same bytes
+//! lowbit-quant's `turbo{b}:d128` writes). Each sequence has a block table;
+//! its newest tokens may sit in an f16 window.
+
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use lowbit_quant::rng::SplitMix64;
+use lowbit_quant::Format;
+
+use crate::device::Gpu;
+use crate::error::{CudaError, Result};
+
+pub const HEAD_DIM: usize = 128;
+/// Query heads per KV head the kernels are built for.
+pub const GROUP: usize = 4;
+pub const BLOCK_TOKENS: usize = 32;
+const NT: u32 = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCodec {
+    F16,
+    Q8_0,
+    Turbo(u32),
+}
+
+impl KvCodec {
+    pub fn parse(s: &str) -> Result<KvCodec> {
+        match s {
+            "f16" => Ok(KvCodec::F16),
+            "q8_0" => Ok(KvCodec::Q8_0),
+            "turbo2" => Ok(KvCodec::Turbo(2)),
+            "turbo3" => Ok(KvCodec::Turbo(3)),
+            "turbo4" => Ok(KvCodec::Turbo(4)),
+            _ => Err(CudaError::Shape(format!("no CUDA kernels for KV codec `{s}`: expected f16, q8_0, turbo2, turbo3 or turbo4"))),
+        }
+    }
+    pub fn name(self) -> String {
+        match self {
+            KvCodec::F16 => "f16".into(),
+            KvCodec::Q8_0 => "q8_0".into(),
+            KvCodec::Turbo(b) => format!("turbo{b}"),
+        }
+    }
+    /// Bytes of one token row of one KV head.
+    pub fn token_bytes(self) -> usize {
+        match self {
+            KvCodec::F16 => 2 * HEAD_DIM,
+            KvCodec::Q8_0 => HEAD_DIM / 32 * 34,
+            KvCodec::Turbo(b) => 2 + HEAD_DIM * b as usize / 8,
+        }
+    }
+    /// The lowbit-quant format with the same row bytes (the CPU reference).
+    pub fn cpu_format(self) -> Result<Format> {
+        let spec = match self {
+            KvCodec::Turbo(b) => format!("turbo{b}:d{HEAD_DIM}"),
+            c => c.name(),
+        };
+        Ok(Format::parse(&spec)?)
+    }
+    fn suffix(self) -> String {
+        self.name()
+    }
+}
+
+pub struct GpuKv<'g> {
+    gpu: &'g Gpu,
+    pub codec: KvCodec,
+    pub batch: usize,
+    pub kv_heads: usize,
+    /// Block-table width (blocks per sequence).
+    pub max_blocks: usize,
+    /// Independent copies of the whole cache (timing rotates among them so
+    /// the L2 cache does not hold the data).
+    pub copies: usize,
+    pub block_bytes: usize,
+    pub pool: CudaSlice<u8>,
+    pub table_host: Vec<i32>,
+    table: CudaSlice<i32>,
+    pub n_comp: usize,
+    n_comp_dev: CudaSlice<i32>,
+    pub window: usize,
+    pub n_win: usize,
+    pub win_host: Vec<u16>,
+    win: CudaSlice<u16>,
+    n_win_dev: CudaSlice<i32>,
+    pub signs: Vec<f32>,
+    signs_dev: CudaSlice<f32>,
+    levels_dev: CudaSlice<f32>,
+    bounds_dev: CudaSlice<f32>,
+}
+
+impl<'g> GpuKv<'g> {
+    /// A cache of `batch` sequences with `n_comp` tokens in blocks and
+    /// `n_win` of `window` f16 window rows each; block tables are a random
+    /// permutation of the pool (so reads really go through the table).
+    pub fn new(gpu: &'g Gpu, codec: KvCodec, batch: usize, kv_heads: usize, n_comp: usize, window: usize, n_win: usize, copies: usize, seed: u64) -> Result<Self> {
+        if batch == 0 || kv_heads == 0 || copies == 0 || n_win > window {
+            return Err(CudaError::Shape(format!("bad cache shape: batch {batch}, kv heads {kv_heads}, copies {copies}, window {n_win}/{window}")));
+        }
+        let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
+        let region = BLOCK_TOKENS * codec.token_bytes();
+        let block_bytes = 2 * kv_heads * region;
+        let nblocks = copies * batch * max_blocks;
+        let s = &gpu.stream;
+        let pool = s.alloc_zeros::<u8>(nblocks * block_bytes)?;
+        let mut perm: Vec<i32> = (0..nblocks as i32).collect();
+        let mut rng = SplitMix64::new(seed);
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let fmt = codec.cpu_format()?;
+        let (signs, levels, bounds) = match (codec, fmt.codec().rotation()) {
+            (KvCodec::Turbo(b), Some(r)) => {
+                let cb = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::UnitSphere(HEAD_DIM), b);
+                let signs = r.pow2_signs().ok_or_else(|| CudaError::Shape("turbo rotation is not one power-of-two block".into()))?.to_vec();
+                (signs, cb.levels.clone(), cb.bounds.clone())
+            }
+            _ => (vec![1.0; HEAD_DIM], vec![0.0; 16], vec![0.0; 15]),
+        };
+        let mut win_host = vec![0u16; batch * 2 * kv_heads * window * HEAD_DIM];
+        for (i, w) in win_host.iter_mut().enumerate() {
+            *w = half::f16::from_f64(SplitMix64::new(seed ^ 0x5749_4e44 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).normal()).to_bits();
+        }
+        Ok(GpuKv {
+            gpu,
+            codec,
+            batch,
+            kv_heads,
+            max_blocks,
+            copies,
+            block_bytes,
+            pool,
+            table: s.clone_htod(&perm)?,
+            table_host: perm,
+            n_comp,
+            n_comp_dev: s.clone_htod(&vec![n_comp as i32; batch])?,
+            window,
+            n_win,
+            win: s.clone_htod(&win_host)?,
+            win_host,
+            n_win_dev: s.clone_htod(&vec![n_win as i32; batch])?,
+            signs_dev: s.clone_htod(&signs)?,
+            signs,
+            levels_dev: s.clone_htod(&levels)?,
+            bounds_dev: s.clone_htod(&bounds)?,
+        })
+    }
+
+    /// Quantize `t` new rows per sequence ([batch][t][kv_heads][128] f32 on
+    /// the device) into plane `plane` (0 = K, 1 = V) of copy `copy`, at
+    /// positions `pos0`.. of every sequence.
+    pub fn append(&mut self, copy: usize, plane: i32, x: &CudaSlice<f32>, t: usize, pos0: usize) -> Result<()> {
+        let rows = self.batch * t * self.kv_heads;
+        if x.len() < rows * HEAD_DIM || pos0 + t > self.max_blocks * BLOCK_TOKENS || copy >= self.copies {
+            return Err(CudaError::Shape(format!("append of {t} tokens at {pos0} does not fit the cache")));
+        }
+        let f = self.gpu.function(&format!("quant_{}", self.codec.suffix()))?;
+        let s = &self.gpu.stream;
+        let pos = s.clone_htod(&vec![pos0 as i32; self.batch])?;
+        let table = self.table.slice(copy * self.batch * self.max_blocks..);
+        let (b, tt, kvh, mb, bb) = (self.batch as i32, t as i32, self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
+        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(4) as u32, 1, 1), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let mut l = s.launch_builder(&f);
+        l.arg(x).arg(&b).arg(&tt).arg(&kvh).arg(&pos).arg(&table).arg(&mb).arg(&mut self.pool).arg(&bb).arg(&plane).arg(&self.signs_dev).arg(&self.bounds_dev);
+        // SAFETY: argument list matches quant_* in quantize.cu; sizes checked above.
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Splits of the block range per (sequence, KV head): enough thread
+    /// blocks to fill the GPU several times over.
+    pub fn splits(&self) -> usize {
+        let want = (4 * 132usize).div_ceil(self.batch * self.kv_heads);
+        want.clamp(1, self.max_blocks)
+    }
+
+    /// Partial-state buffer size for [`GpuKv::attend`].
+    pub fn part_len(&self) -> usize {
+        let heads = self.kv_heads * GROUP;
+        self.batch * heads * (self.splits() + 1) * (HEAD_DIM + 2)
+    }
+
+    /// Decode attention of `q` ([batch][kv_heads·4][128] f32) over copy
+    /// `copy` of the cache into `out` (same shape).
+    pub fn attend(&self, copy: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
+        let heads = self.kv_heads * GROUP;
+        let nsplit = self.splits();
+        let bps = self.max_blocks.div_ceil(nsplit) as i32;
+        let nparts = nsplit as i32 + 1;
+        if q.len() < self.batch * heads * HEAD_DIM || out.len() < self.batch * heads * HEAD_DIM || part.len() < self.part_len() {
+            return Err(CudaError::Shape("attention buffers are too small".into()));
+        }
+        let s = &self.gpu.stream;
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let (kvh, mb, bb) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
+        let table = self.table.slice(copy * self.batch * self.max_blocks..);
+        let f = self.gpu.function(&format!("attn_{}", self.codec.suffix()))?;
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let mut l = s.launch_builder(&f);
+        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&nparts).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
+        // SAFETY: argument list matches attn_* in attention.cu; buffer sizes checked above.
+        unsafe { l.launch(cfg) }?;
+        let f = self.gpu.function("attn_window_f16")?;
+        let r = self.window as i32;
+        let cfg = LaunchConfig { grid_dim: (1, self.kv_heads as u32, self.batch as u32), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let mut l = s.launch_builder(&f);
+        l.arg(q).arg(&self.win).arg(&self.n_win_dev).arg(&r).arg(&kvh).arg(&nparts).arg(&mut *part).arg(&scale);
+        // SAFETY: argument list matches attn_window_f16.
+        unsafe { l.launch(cfg) }?;
+        let f = self.gpu.function("attn_combine")?;
+        let cfg = LaunchConfig { grid_dim: (heads as u32, self.batch as u32, 1), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let turbo = matches!(self.codec, KvCodec::Turbo(_));
+        let mut l = s.launch_builder(&f);
+        let null: u64 = 0;
+        l.arg(&*part).arg(&nparts);
+        if turbo {
+            l.arg(&self.signs_dev);
+        } else {
+            l.arg(&null);
+        }
+        l.arg(out);
+        // SAFETY: argument list matches attn_combine (a null signs pointer = no rotation).
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Bytes the attention kernels read per call: every block region of
+    /// both planes (partial last blocks included), the window rows, q.
+    pub fn bytes_read(&self) -> usize {
+        let nblk = self.n_comp.div_ceil(BLOCK_TOKENS);
+        self.batch * (nblk * self.block_bytes + 2 * self.kv_heads * self.n_win * 2 * HEAD_DIM + self.kv_heads * GROUP * HEAD_DIM * 4 + nblk * 4)
+    }
+
+    /// Decoded K and V rows of sequence `b`, KV head `h`, copy `copy` (f32,
+    /// compressed tokens then window rows), from the device bytes through
+    /// lowbit-quant's decoder — the CPU reference reads the same data.
+    pub fn decoded_rows(&self, pool_host: &[u8], copy: usize, b: usize, h: usize) -> Result<[Vec<f32>; 2]> {
+        let fmt = self.codec.cpu_format()?;
+        let tb = self.codec.token_bytes();
+        let region = BLOCK_TOKENS * tb;
+        let mut out = [Vec::new(), Vec::new()];
+        for (p, rows) in out.iter_mut().enumerate() {
+            for t in 0..self.n_comp {
+                let blk = self.table_host[(copy * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
+                let at = blk * self.block_bytes + (p * self.kv_heads + h) * region + (t % BLOCK_TOKENS) * tb;
+                rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?);
+            }
+            let w0 = ((b * 2 + p) * self.kv_heads + h) * self.window * HEAD_DIM;
+            rows.extend(self.win_host[w0..w0 + self.n_win * HEAD_DIM].iter().map(|&x| half::f16::from_bits(x).to_f32()));
+        }
+        Ok(out)
+    }
+}
