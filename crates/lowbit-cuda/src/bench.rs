@@ -134,7 +134,7 @@ pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
         let pool = gpu.stream.clone_dtoh(&kv.pool)?;
         let fmt = codec.cpu_format()?;
         let tb = codec.token_bytes();
-        let (mut same, mut total) = (0usize, 0usize);
+        let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
         let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
         for b in 0..batch {
             for t in 0..n_comp {
@@ -146,12 +146,23 @@ pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
                     let g = &pool[at..at + tb];
                     same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
                     total += tb;
-                    gpu_dec.extend(fmt.decode(g, HEAD_DIM)?);
-                    cpu_dec.extend(fmt.decode(&cpu, HEAD_DIM)?.into_iter().map(|v| v as f64));
+                    let (gd, cd) = (fmt.decode(g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?);
+                    let cdf: Vec<f64> = cd.iter().map(|&v| v as f64).collect();
+                    if rel_err(&gd, &cdf) > 1e-2 {
+                        bad += 1;
+                        if bad <= 3 {
+                            eprintln!("{}: row b {b} t {t} h {h} differs: gpu {:?}… cpu {:?}… x {:?}…", codec.name(), &g[..12.min(tb)], &cpu[..12.min(tb)], &row[..6]);
+                        }
+                    }
+                    gpu_dec.extend(gd);
+                    cpu_dec.extend(cdf);
                 }
             }
         }
         let e = rel_err(&gpu_dec, &cpu_dec);
+        if bad > 0 {
+            eprintln!("{}: {bad} of {} rows differ by more than 1%", codec.name(), batch * n_comp * kvh);
+        }
         out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same as f64 / total as f64), pass: e <= TOLERANCE });
         // Attention check on copy 1.
         fill_cache(gpu, &mut kv, 100)?;

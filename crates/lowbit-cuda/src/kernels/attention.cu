@@ -51,28 +51,51 @@ struct Codec {
 };
 
 struct Shared {
-    float q[G][D];
+    float4 q[D];            // q[d] = the G = 4 heads' values at dimension d
+    float qh[D];            // scratch for rotating one head
     float red[NT / 32][G][BT];
-    float pw[BT][G];
+    float4 pw[BT];          // softmax weight × value scale per token, G heads
     float m[G], l[G], corr[G];
     float lut[16];
+    float2 lut2[256];       // turbo4: both levels of a code byte
+    float half_acc[NT / 2][2 * G];
 };
 
 // One cache block already in shared memory: update the softmax state and
 // the accumulators (thread = dimension) of the G heads.
 template <int CODEC, int BITS>
-__device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float attn_scale, float acc[G]) {
+__device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float attn_scale, float acc[2 * G]) {
     typedef Codec<CODEC, BITS> C;
     const int w = threadIdx.x >> 5, t = threadIdx.x & 31;
     float s[G];
     for (int g = 0; g < G; g++) s[g] = 0.f;
     if (t < nv) {
         const u8* row = kb + t * C::TB;
-        #pragma unroll 8
-        for (int j = 0; j < 32; j++) {
-            int d = 32 * w + j;
-            float e = C::elem(row, d, sh.lut);
-            for (int g = 0; g < G; g++) s[g] += sh.q[g][d] * e;
+        if (CODEC == 2 && BITS == 4) {
+            // Two codes per byte: one byte load, two table reads, 8 FMAs.
+            const u8* c = row + 2 + 16 * w;
+            #pragma unroll
+            for (int j = 0; j < 16; j++) {
+                int d = 32 * w + 2 * j;
+                float2 e = sh.lut2[c[j]];
+                float e0 = e.x, e1 = e.y;
+                float4 a = sh.q[d], b = sh.q[d + 1];
+                s[0] += a.x * e0 + b.x * e1;
+                s[1] += a.y * e0 + b.y * e1;
+                s[2] += a.z * e0 + b.z * e1;
+                s[3] += a.w * e0 + b.w * e1;
+            }
+        } else {
+            #pragma unroll 8
+            for (int j = 0; j < 32; j++) {
+                int d = 32 * w + j;
+                float e = C::elem(row, d, sh.lut);
+                float4 a = sh.q[d];
+                s[0] += a.x * e;
+                s[1] += a.y * e;
+                s[2] += a.z * e;
+                s[3] += a.w * e;
+            }
         }
     }
     for (int g = 0; g < G; g++) sh.red[w][g][t] = s[g];
@@ -90,7 +113,7 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         float p = t < nv ? __expf(sc - mnew) : 0.f;
         float corr = __expf(mold - mnew);
         float sum = warp_sum(p);
-        sh.pw[t][g] = t < nv ? p * C::token_scale(vb + t * C::TB) : 0.f;
+        ((float*)&sh.pw[t])[g] = t < nv ? p * C::token_scale(vb + t * C::TB) : 0.f;
         if (t == 0) {
             sh.l[g] = sh.l[g] * corr + sum;
             sh.m[g] = mnew;
@@ -98,38 +121,66 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         }
     }
     __syncthreads();
-    const int d = threadIdx.x;
-    for (int g = 0; g < G; g++) acc[g] *= sh.corr[g];
-    for (int tt = 0; tt < nv; tt++) {
-        float v = C::elem(vb + tt * C::TB, d, sh.lut);
-        for (int g = 0; g < G; g++) acc[g] += sh.pw[tt][g] * v;
+    // Values: thread j of each half owns dimensions 2j and 2j+1; the two
+    // halves of the thread block take tokens 0..15 and 16..31.
+    const int j = threadIdx.x & (NT / 2 - 1), half = threadIdx.x / (NT / 2);
+    for (int g = 0; g < G; g++) {
+        acc[2 * g] *= sh.corr[g];
+        acc[2 * g + 1] *= sh.corr[g];
+    }
+    const int t1 = min(nv, (half + 1) * (BT / 2));
+    for (int tt = half * (BT / 2); tt < t1; tt++) {
+        const u8* row = vb + tt * C::TB;
+        float2 e;
+        if (CODEC == 2 && BITS == 4) {
+            e = sh.lut2[row[2 + j]];
+        } else {
+            e = make_float2(C::elem(row, 2 * j, sh.lut), C::elem(row, 2 * j + 1, sh.lut));
+        }
+        float4 p = sh.pw[tt];
+        acc[0] += p.x * e.x; acc[1] += p.x * e.y;
+        acc[2] += p.y * e.x; acc[3] += p.y * e.y;
+        acc[4] += p.z * e.x; acc[5] += p.z * e.y;
+        acc[6] += p.w * e.x; acc[7] += p.w * e.y;
     }
     __syncthreads();
 }
 
-__device__ void write_partial(Shared& sh, float* part, int nparts, int b, int h, int kvh, int split, const float acc[G]) {
-    for (int g = 0; g < G; g++) {
-        int hq = h * G + g;
-        float* o = part + ((i64)(b * kvh * G + hq) * nparts + split) * (D + 2);
-        o[threadIdx.x] = acc[g];
-        if (threadIdx.x == 0) {
-            o[D] = sh.m[g];
-            o[D + 1] = sh.l[g];
+// Add the two token halves and write this split's state: accumulators
+// (dimension-major), m and l per query head.
+__device__ void write_partial(Shared& sh, float* part, int nparts, int b, int h, int kvh, int split, const float acc[2 * G]) {
+    const int j = threadIdx.x & (NT / 2 - 1), half = threadIdx.x / (NT / 2);
+    if (half == 1)
+        for (int k = 0; k < 2 * G; k++) sh.half_acc[j][k] = acc[k];
+    __syncthreads();
+    if (half == 0) {
+        for (int g = 0; g < G; g++) {
+            int hq = h * G + g;
+            float* o = part + ((i64)(b * kvh * G + hq) * nparts + split) * (D + 2);
+            o[2 * j] = acc[2 * g] + sh.half_acc[j][2 * g];
+            o[2 * j + 1] = acc[2 * g + 1] + sh.half_acc[j][2 * g + 1];
+            if (j == 0) {
+                o[D] = sh.m[g];
+                o[D + 1] = sh.l[g];
+            }
         }
     }
 }
 
 __device__ void load_q(Shared& sh, const float* q, int b, int h, int kvh, const float* signs) {
+    const int d = threadIdx.x;
     for (int g = 0; g < G; g++) {
-        float v = q[((i64)b * kvh * G + h * G + g) * D + threadIdx.x];
-        sh.q[g][threadIdx.x] = signs ? v * signs[threadIdx.x] : v;
+        float v = q[((i64)b * kvh * G + h * G + g) * D + d];
+        sh.qh[d] = signs ? v * signs[d] : v;
+        if (signs) fwht_smem(sh.qh);
+        __syncthreads();
+        ((float*)&sh.q[d])[g] = sh.qh[d];
+        __syncthreads();
     }
     if (threadIdx.x < G) {
         sh.m[threadIdx.x] = -INFINITY;
         sh.l[threadIdx.x] = 0.f;
     }
-    if (signs)
-        for (int g = 0; g < G; g++) fwht_smem(sh.q[g]);
     __syncthreads();
 }
 
@@ -142,9 +193,11 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
     __shared__ __align__(16) u8 buf[2][2][C::RB];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (threadIdx.x < 16) sh.lut[threadIdx.x] = (CODEC == 2 && threadIdx.x < (1 << BITS)) ? levels[threadIdx.x] : 0.f;
+    if (CODEC == 2 && BITS == 4)
+        for (int i = threadIdx.x; i < 256; i += NT) sh.lut2[i] = make_float2(levels[i & 15], levels[i >> 4]);
     load_q(sh, q, b, h, kvh, CODEC == 2 ? signs : nullptr);
-    float acc[G];
-    for (int g = 0; g < G; g++) acc[g] = 0.f;
+    float acc[2 * G];
+    for (int k = 0; k < 2 * G; k++) acc[k] = 0.f;
     const int n = n_comp[b];
     const int nblk = (n + BT - 1) / BT;
     const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
@@ -200,8 +253,8 @@ extern "C" __global__ void __launch_bounds__(NT) attn_window_f16(const float* q,
     __shared__ __align__(16) u8 buf[2][C::RB];
     const int h = blockIdx.y, b = blockIdx.z;
     load_q(sh, q, b, h, kvh, nullptr);
-    float acc[G];
-    for (int g = 0; g < G; g++) acc[g] = 0.f;
+    float acc[2 * G];
+    for (int k = 0; k < 2 * G; k++) acc[k] = 0.f;
     const int n = n_win[b];
     const u16* k = win + ((i64)(b * 2 + 0) * kvh + h) * R * D;
     const u16* v = win + ((i64)(b * 2 + 1) * kvh + h) * R * D;

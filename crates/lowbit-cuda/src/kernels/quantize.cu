@@ -29,11 +29,8 @@ __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* 
         for (int s = 1; s < 8; s <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
         float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
         u8* blk = o + 34 * (lane >> 3);
-        if ((lane & 7) == 0) {
-            u16 hd = f2h(d);
-            blk[0] = hd & 255;
-            blk[1] = hd >> 8;
-        }
+        // The scale as one 16-bit store (rows and blocks start at even bytes).
+        if ((lane & 7) == 0) *(u16*)blk = f2h(d);
         for (int k = 0; k < 4; k++) blk[2 + (lane & 7) * 4 + k] = (u8)(signed char)roundf(v[k] * id);
     } else {
         float ss = warp_sum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]);
@@ -74,11 +71,7 @@ __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* 
                 c[(lane >> 1) * 3 + 2] = (w >> 16) & 255;
             }
         }
-        if (lane == 0) {
-            u16 hn = f2h(norm);
-            o[0] = hn & 255;
-            o[1] = hn >> 8;
-        }
+        if (lane == 0) *(u16*)o = f2h(norm);
     }
 }
 
