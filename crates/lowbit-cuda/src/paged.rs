@@ -171,13 +171,14 @@ impl<'g> GpuKv<'g> {
         Ok(())
     }
 
-    /// Splits of the block range per (sequence, KV head): about 8 thread
+    /// Splits of the block range per (sequence, KV head): about 16 thread
     /// blocks per multiprocessor of an H100 (132) so memory latency is
-    /// hidden, but at least 16 cache blocks per split so the merge stays
-    /// cheap (measured: 4-block splits ran slower at batch 1).
+    /// hidden, but at least 8 cache blocks per split so the merge stays
+    /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
+    /// 8 blocks per multiprocessor slower at batch 8).
     pub fn splits(&self) -> usize {
-        let want = (8 * 132usize).div_ceil(self.batch * self.kv_heads);
-        want.clamp(1, self.max_blocks.div_ceil(16).max(1))
+        let want = (16 * 132usize).div_ceil(self.batch * self.kv_heads);
+        want.clamp(1, self.max_blocks.div_ceil(8).max(1))
     }
 
     /// Partial-state buffer size for [`GpuKv::attend`].

@@ -57,7 +57,6 @@ struct Shared {
     float4 pw[BT];          // softmax weight × value scale per token, G heads
     float m[G], l[G], corr[G];
     float lut[16];
-    float2 lut2[256];       // turbo4: both levels of a code byte
     float half_acc[NT / 2][2 * G];
 };
 
@@ -77,8 +76,9 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
             #pragma unroll
             for (int j = 0; j < 16; j++) {
                 int d = 32 * w + 2 * j;
-                float2 e = sh.lut2[c[j]];
-                float e0 = e.x, e1 = e.y;
+                int byte = c[j];
+                // 16-entry table: lanes reading different entries hit different banks.
+                float e0 = sh.lut[byte & 15], e1 = sh.lut[byte >> 4];
                 float4 a = sh.q[d], b = sh.q[d + 1];
                 s[0] += a.x * e0 + b.x * e1;
                 s[1] += a.y * e0 + b.y * e1;
@@ -133,7 +133,8 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         const u8* row = vb + tt * C::TB;
         float2 e;
         if (CODEC == 2 && BITS == 4) {
-            e = sh.lut2[row[2 + j]];
+            int byte = row[2 + j];
+            e = make_float2(sh.lut[byte & 15], sh.lut[byte >> 4]);
         } else {
             e = make_float2(C::elem(row, 2 * j, sh.lut), C::elem(row, 2 * j + 1, sh.lut));
         }
@@ -193,8 +194,6 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
     __shared__ __align__(16) u8 buf[2][2][C::RB];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (threadIdx.x < 16) sh.lut[threadIdx.x] = (CODEC == 2 && threadIdx.x < (1 << BITS)) ? levels[threadIdx.x] : 0.f;
-    if (CODEC == 2 && BITS == 4)
-        for (int i = threadIdx.x; i < 256; i += NT) sh.lut2[i] = make_float2(levels[i & 15], levels[i >> 4]);
     load_q(sh, q, b, h, kvh, CODEC == 2 ? signs : nullptr);
     float acc[2 * G];
     for (int k = 0; k < 2 * G; k++) acc[k] = 0.f;
