@@ -21,27 +21,78 @@ struct Codec {
     static constexpr int V4 = RB / 16;          // 16-byte loads per region
     static constexpr int PER = (V4 + NT - 1) / NT;
 
-    // Element d of a token row (before the per-token scale of turbo).
-    __device__ static __forceinline__ float elem(const u8* row, int d, const float* lut) {
+    // Elements 16·sl .. 16·sl+15 of a token row, with the widest aligned
+    // loads each layout allows (rows and their code areas start at even bytes).
+    __device__ static __forceinline__ void slice16(const u8* row, int sl, const float* lut, float e[16]) {
         if (CODEC == 0) {
-            return h2f(((const u16*)row)[d]);
+            const uint4* p = (const uint4*)(row + 32 * sl);
+            uint4 a = p[0], b = p[1];
+            u32 w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                e[2 * k] = h2f((u16)(w[k] & 0xffff));
+                e[2 * k + 1] = h2f((u16)(w[k] >> 16));
+            }
         } else if (CODEC == 1) {
-            const u8* blk = row + 34 * (d >> 5);
-            return h2f((u16)(blk[0] | (blk[1] << 8))) * (float)(signed char)blk[2 + (d & 31)];
+            const u8* blk = row + 34 * (sl >> 1);
+            float sc = h2f(*(const u16*)blk);
+            const u16* c = (const u16*)(blk + 2 + 16 * (sl & 1));
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                u32 v = c[k];
+                e[2 * k] = sc * (float)(signed char)(v & 255);
+                e[2 * k + 1] = sc * (float)(signed char)(v >> 8);
+            }
+        } else if (BITS == 4) {
+            const u16* c = (const u16*)(row + 2 + 8 * sl);
+            #pragma unroll
+            for (int k = 0; k < 4; k++) {
+                u32 v = c[k];
+                #pragma unroll
+                for (int i = 0; i < 4; i++) e[4 * k + i] = lut[(v >> (4 * i)) & 15];
+            }
+        } else if (BITS == 2) {
+            const u16* c = (const u16*)(row + 2 + 4 * sl);
+            #pragma unroll
+            for (int k = 0; k < 2; k++) {
+                u32 v = c[k];
+                #pragma unroll
+                for (int i = 0; i < 8; i++) e[8 * k + i] = lut[(v >> (2 * i)) & 3];
+            }
+        } else {
+            const u16* c = (const u16*)(row + 2 + 6 * sl);
+            unsigned long long v = (unsigned long long)c[0] | ((unsigned long long)c[1] << 16) | ((unsigned long long)c[2] << 32);
+            #pragma unroll
+            for (int i = 0; i < 16; i++) e[i] = lut[(v >> (3 * i)) & 7];
+        }
+    }
+    // Elements 4l .. 4l+3 of a token row.
+    __device__ static __forceinline__ void quad(const u8* row, int l, const float* lut, float e[4]) {
+        if (CODEC == 0) {
+            uint2 a = *(const uint2*)(row + 8 * l);
+            e[0] = h2f((u16)(a.x & 0xffff)); e[1] = h2f((u16)(a.x >> 16));
+            e[2] = h2f((u16)(a.y & 0xffff)); e[3] = h2f((u16)(a.y >> 16));
+        } else if (CODEC == 1) {
+            const u8* blk = row + 34 * (l >> 3);
+            float sc = h2f(*(const u16*)blk);
+            const u16* c = (const u16*)(blk + 2 + 4 * (l & 7));
+            u32 v = c[0] | ((u32)c[1] << 16);
+            #pragma unroll
+            for (int i = 0; i < 4; i++) e[i] = sc * (float)(signed char)((v >> (8 * i)) & 255);
+        } else if (BITS == 4) {
+            u32 v = ((const u16*)(row + 2))[l];
+            #pragma unroll
+            for (int i = 0; i < 4; i++) e[i] = lut[(v >> (4 * i)) & 15];
+        } else if (BITS == 2) {
+            u32 v = row[2 + l];
+            #pragma unroll
+            for (int i = 0; i < 4; i++) e[i] = lut[(v >> (2 * i)) & 3];
         } else {
             const u8* c = row + 2;
-            int code;
-            if (BITS == 4) {
-                code = (c[d >> 1] >> ((d & 1) * 4)) & 15;
-            } else if (BITS == 2) {
-                code = (c[d >> 2] >> ((d & 3) * 2)) & 3;
-            } else {
-                int p = 3 * d, b = p >> 3, s = p & 7;
-                int v = c[b];
-                if (s > 5) v |= c[b + 1] << 8;
-                code = (v >> s) & 7;
-            }
-            return lut[code];
+            int bit = 12 * l, b = bit >> 3;
+            u32 v = ((u32)c[b] | ((u32)c[b + 1] << 8)) >> (bit & 7);
+            #pragma unroll
+            for (int i = 0; i < 4; i++) e[i] = lut[(v >> (3 * i)) & 7];
         }
     }
     // Per-token factor applied to the dot product / value (turbo: ‖x‖/√D).
@@ -53,59 +104,70 @@ struct Codec {
 struct Shared {
     float4 q[D];            // q[d] = the G = 4 heads' values at dimension d
     float qh[D];            // scratch for rotating one head
-    float red[NT / 32][G][BT];
+    float red[NT / 16][G][BT];
     float4 pw[BT];          // softmax weight × value scale per token, G heads
     float m[G], l[G], corr[G];
     float lut[16];
-    float half_acc[NT / 2][2 * G];
+    float part_acc[NT / 32 - 1][32][4 * G];
 };
+
+#define NS (NT / 16)             // score phase: dimension slices of D / NS
+#define SL (D / NS)              // dimensions per slice (16)
 
 // One cache block already in shared memory: update the softmax state and
 // the accumulators (thread = dimension) of the G heads.
 template <int CODEC, int BITS>
-__device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float attn_scale, float acc[2 * G]) {
+__device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float attn_scale, float acc[4 * G]) {
     typedef Codec<CODEC, BITS> C;
-    const int w = threadIdx.x >> 5, t = threadIdx.x & 31;
-    float s[G];
-    for (int g = 0; g < G; g++) s[g] = 0.f;
-    if (t < nv) {
-        const u8* row = kb + t * C::TB;
+    // Scores: thread = (slice sl of SL dimensions, token pair p and p + 16),
+    // so each q read serves two tokens.
+    {
+        const int sl = threadIdx.x >> 4, p = threadIdx.x & 15;
+        float s0[G], s1[G];
+        for (int g = 0; g < G; g++) s0[g] = s1[g] = 0.f;
+        const bool v0 = p < nv, v1 = p + 16 < nv;
+        const u8* r0 = kb + p * C::TB;
+        const u8* r1 = kb + (p + 16) * C::TB;
         if (CODEC == 2 && BITS == 4) {
-            // Two codes per byte: one byte load, two table reads, 8 FMAs.
-            const u8* c = row + 2 + 16 * w;
+            // Decode as the FMAs go (fewer live registers than slice16:
+            // measured faster for turbo4).
+            const u16* c0 = (const u16*)(r0 + 2 + SL / 2 * sl);
+            const u16* c1 = (const u16*)(r1 + 2 + SL / 2 * sl);
             #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                int d = 32 * w + 2 * j;
-                int byte = c[j];
-                // 16-entry table: lanes reading different entries hit different banks.
-                float e0 = sh.lut[byte & 15], e1 = sh.lut[byte >> 4];
-                float4 a = sh.q[d], b = sh.q[d + 1];
-                s[0] += a.x * e0 + b.x * e1;
-                s[1] += a.y * e0 + b.y * e1;
-                s[2] += a.z * e0 + b.z * e1;
-                s[3] += a.w * e0 + b.w * e1;
+            for (int k = 0; k < SL / 4; k++) {
+                u32 w0 = v0 ? c0[k] : 0, w1 = v1 ? c1[k] : 0;
+                #pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float4 a = sh.q[SL * sl + 4 * k + i];
+                    float e0 = sh.lut[(w0 >> (4 * i)) & 15], e1 = sh.lut[(w1 >> (4 * i)) & 15];
+                    s0[0] += a.x * e0; s0[1] += a.y * e0; s0[2] += a.z * e0; s0[3] += a.w * e0;
+                    s1[0] += a.x * e1; s1[1] += a.y * e1; s1[2] += a.z * e1; s1[3] += a.w * e1;
+                }
             }
         } else {
-            #pragma unroll 8
-            for (int j = 0; j < 32; j++) {
-                int d = 32 * w + j;
-                float e = C::elem(row, d, sh.lut);
-                float4 a = sh.q[d];
-                s[0] += a.x * e;
-                s[1] += a.y * e;
-                s[2] += a.z * e;
-                s[3] += a.w * e;
+            float e0[SL], e1[SL];
+            if (v0) C::slice16(r0, sl, sh.lut, e0); else for (int j = 0; j < SL; j++) e0[j] = 0.f;
+            if (v1) C::slice16(r1, sl, sh.lut, e1); else for (int j = 0; j < SL; j++) e1[j] = 0.f;
+            #pragma unroll
+            for (int j = 0; j < SL; j++) {
+                float4 a = sh.q[SL * sl + j];
+                s0[0] += a.x * e0[j]; s0[1] += a.y * e0[j]; s0[2] += a.z * e0[j]; s0[3] += a.w * e0[j];
+                s1[0] += a.x * e1[j]; s1[1] += a.y * e1[j]; s1[2] += a.z * e1[j]; s1[3] += a.w * e1[j];
             }
         }
+        for (int g = 0; g < G; g++) {
+            sh.red[sl][g][p] = s0[g];
+            sh.red[sl][g][p + 16] = s1[g];
+        }
     }
-    for (int g = 0; g < G; g++) sh.red[w][g][t] = s[g];
     __syncthreads();
+    const int w = threadIdx.x >> 5, t = threadIdx.x & 31;
     if (w < G) {
         const int g = w;
         float sc = -INFINITY;
         if (t < nv) {
             sc = 0.f;
-            for (int k = 0; k < NT / 32; k++) sc += sh.red[k][g][t];
+            for (int k = 0; k < NS; k++) sc += sh.red[k][g][t];
             sc *= C::token_scale(kb + t * C::TB) * attn_scale;
         }
         float mold = sh.m[g];
@@ -121,46 +183,43 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         }
     }
     __syncthreads();
-    // Values: thread j of each half owns dimensions 2j and 2j+1; the two
-    // halves of the thread block take tokens 0..15 and 16..31.
-    const int j = threadIdx.x & (NT / 2 - 1), half = threadIdx.x / (NT / 2);
-    for (int g = 0; g < G; g++) {
-        acc[2 * g] *= sh.corr[g];
-        acc[2 * g + 1] *= sh.corr[g];
-    }
-    const int t1 = min(nv, (half + 1) * (BT / 2));
-    for (int tt = half * (BT / 2); tt < t1; tt++) {
+    // Values: warp w takes tokens 8w..8w+7, lane l dimensions 4l..4l+3
+    // (acc[4g + i] = head g, dimension 4l + i).
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < 4; i++) acc[4 * g + i] *= sh.corr[g];
+    const int t1 = min(nv, (w + 1) * (BT / 4));
+    for (int tt = w * (BT / 4); tt < t1; tt++) {
         const u8* row = vb + tt * C::TB;
-        float2 e;
-        if (CODEC == 2 && BITS == 4) {
-            int byte = row[2 + j];
-            e = make_float2(sh.lut[byte & 15], sh.lut[byte >> 4]);
-        } else {
-            e = make_float2(C::elem(row, 2 * j, sh.lut), C::elem(row, 2 * j + 1, sh.lut));
-        }
+        float e[4];
+        C::quad(row, t, sh.lut, e);
         float4 p = sh.pw[tt];
-        acc[0] += p.x * e.x; acc[1] += p.x * e.y;
-        acc[2] += p.y * e.x; acc[3] += p.y * e.y;
-        acc[4] += p.z * e.x; acc[5] += p.z * e.y;
-        acc[6] += p.w * e.x; acc[7] += p.w * e.y;
+        for (int i = 0; i < 4; i++) {
+            acc[i] += p.x * e[i];
+            acc[4 + i] += p.y * e[i];
+            acc[8 + i] += p.z * e[i];
+            acc[12 + i] += p.w * e[i];
+        }
     }
     __syncthreads();
 }
 
-// Add the two token halves and write this split's state: accumulators
-// (dimension-major), m and l per query head.
-__device__ void write_partial(Shared& sh, float* part, int nparts, int b, int h, int kvh, int split, const float acc[2 * G]) {
-    const int j = threadIdx.x & (NT / 2 - 1), half = threadIdx.x / (NT / 2);
-    if (half == 1)
-        for (int k = 0; k < 2 * G; k++) sh.half_acc[j][k] = acc[k];
+// Add the four warps' token groups and write this split's state:
+// accumulators (dimension-major), m and l per query head.
+__device__ void write_partial(Shared& sh, float* part, int nparts, int b, int h, int kvh, int split, const float acc[4 * G]) {
+    const int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    if (w > 0)
+        for (int k = 0; k < 4 * G; k++) sh.part_acc[w - 1][l][k] = acc[k];
     __syncthreads();
-    if (half == 0) {
+    if (w == 0) {
         for (int g = 0; g < G; g++) {
             int hq = h * G + g;
             float* o = part + ((i64)(b * kvh * G + hq) * nparts + split) * (D + 2);
-            o[2 * j] = acc[2 * g] + sh.half_acc[j][2 * g];
-            o[2 * j + 1] = acc[2 * g + 1] + sh.half_acc[j][2 * g + 1];
-            if (j == 0) {
+            for (int i = 0; i < 4; i++) {
+                float a = acc[4 * g + i];
+                for (int r = 0; r < NT / 32 - 1; r++) a += sh.part_acc[r][l][4 * g + i];
+                o[4 * l + i] = a;
+            }
+            if (l == 0) {
                 o[D] = sh.m[g];
                 o[D + 1] = sh.l[g];
             }
@@ -195,8 +254,8 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (threadIdx.x < 16) sh.lut[threadIdx.x] = (CODEC == 2 && threadIdx.x < (1 << BITS)) ? levels[threadIdx.x] : 0.f;
     load_q(sh, q, b, h, kvh, CODEC == 2 ? signs : nullptr);
-    float acc[2 * G];
-    for (int k = 0; k < 2 * G; k++) acc[k] = 0.f;
+    float acc[4 * G];
+    for (int k = 0; k < 4 * G; k++) acc[k] = 0.f;
     const int n = n_comp[b];
     const int nblk = (n + BT - 1) / BT;
     const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
@@ -252,8 +311,8 @@ extern "C" __global__ void __launch_bounds__(NT) attn_window_f16(const float* q,
     __shared__ __align__(16) u8 buf[2][C::RB];
     const int h = blockIdx.y, b = blockIdx.z;
     load_q(sh, q, b, h, kvh, nullptr);
-    float acc[2 * G];
-    for (int k = 0; k < 2 * G; k++) acc[k] = 0.f;
+    float acc[4 * G];
+    for (int k = 0; k < 4 * G; k++) acc[k] = 0.f;
     const int n = n_win[b];
     const u16* k = win + ((i64)(b * 2 + 0) * kvh + h) * R * D;
     const u16* v = win + ((i64)(b * 2 + 1) * kvh + h) * R * D;
