@@ -146,6 +146,9 @@ fn build_cmd(a: BuildArgs) -> Result<()> {
 fn search_cmd(a: SearchArgs) -> Result<()> {
     let ix = file::load(&a.index)?;
     let q = read(&a.query)?;
+    if q.dim != ix.dim {
+        return Err(lowbit_index::IndexError::Dim { expected: ix.dim, got: q.dim }).with_context(|| format!("queries in {}", a.query.display()));
+    }
     let t = Instant::now();
     let hits = ix.search(&q.data, a.k, a.nprobe)?;
     let secs = t.elapsed().as_secs_f64();
