@@ -138,7 +138,7 @@ pub fn from_bytes(b: &[u8], path: &Path) -> Result<Index> {
         if spec.nlist.unwrap_or(1) != nlist {
             return Err(malformed(path, format!("spec `{spec}` but {nlist} lists stored")));
         }
-        let cent = c.many(nlist.checked_mul(dim).unwrap_or(usize::MAX), "centroids", f32::from_le_bytes)?;
+        let cent = c.many(nlist.saturating_mul(dim), "centroids", f32::from_le_bytes)?;
         ix.set_centroids(cent);
     }
     let (rb, sc) = ix.coder.as_ref().map_or((0, 0), |k| (k.code_bytes(), k.scalars));

@@ -69,7 +69,7 @@ pub(crate) fn check_rows(data: &[f32], dim: usize, what: &str) -> Result<usize> 
         return Err(IndexError::Input(format!("no {what} given")));
     }
     if data.len() % dim != 0 {
-        return Err(IndexError::Dim { expected: dim, got: data.len() % dim });
+        return Err(IndexError::Input(format!("{} values are not a whole number of {dim}-dimensional {what}s", data.len())));
     }
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         return Err(IndexError::Input(format!("{what} {} has a non-finite value ({}) at dimension {}", i / dim, data[i], i % dim)));
@@ -479,7 +479,7 @@ mod tests {
         assert!(ix.train(&x[..16], &|_, _, _| {}).is_err(), "2 vectors cannot make 4 lists");
         assert!(ix.train(&[], &|_, _, _| {}).is_err());
         ix.train(&x, &|_, _, _| {}).unwrap();
-        assert!(matches!(ix.add(&x[..12], None, &|_, _, _| {}), Err(IndexError::Dim { .. })));
+        assert!(ix.add(&x[..12], None, &|_, _, _| {}).unwrap_err().to_string().contains("8-dimensional"));
         let mut nan = x.clone();
         nan[13] = f32::NAN;
         let e = ix.add(&nan, None, &|_, _, _| {}).unwrap_err().to_string();
