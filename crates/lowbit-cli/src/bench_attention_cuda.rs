@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(clap::Args)]
 pub struct Args {
     /// KV codecs timed on the GPU (`;`-separated).
-    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4;turbo3;turbo2")]
+    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4;turbo3;turbo2;kivi4;kivi2")]
     gpu_codecs: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     gpu_batch: Vec<usize>,

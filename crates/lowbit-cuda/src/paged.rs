@@ -4,8 +4,10 @@
 //! Pool of blocks of 32 tokens; a block holds plane K then plane V, each
 //! one region per KV head of 32 token rows (f16, q8_0, or turbo: f16 norm |
 //! packed Lloyd–Max codes of the rotated unit vector, the same bytes
-//! lowbit-quant's `turbo{b}:d128` writes). Each sequence has a block table;
-//! its newest tokens may sit in an f16 window.
+//! lowbit-quant's `turbo{b}:d128` writes). KIVI (lowbit-kv's `kivi{b}:g32`):
+//! a key region is 128 × (scale, min) f16 per channel, then 32 rows of
+//! b-bit codes; value rows are lowbit-quant's `uniform{b}:g32:asym`. Each
+//! sequence has a block table; its newest tokens may sit in an f16 window.
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use lowbit_quant::rng::SplitMix64;
@@ -25,6 +27,8 @@ pub enum KvCodec {
     F16,
     Q8_0,
     Turbo(u32),
+    /// Keys per channel over the 32-token block, values per token.
+    Kivi(u32),
 }
 
 impl KvCodec {
@@ -35,7 +39,9 @@ impl KvCodec {
             "turbo2" => Ok(KvCodec::Turbo(2)),
             "turbo3" => Ok(KvCodec::Turbo(3)),
             "turbo4" => Ok(KvCodec::Turbo(4)),
-            _ => Err(CudaError::Shape(format!("no CUDA kernels for KV codec `{s}`: expected f16, q8_0, turbo2, turbo3 or turbo4"))),
+            "kivi2" => Ok(KvCodec::Kivi(2)),
+            "kivi4" => Ok(KvCodec::Kivi(4)),
+            _ => Err(CudaError::Shape(format!("no CUDA kernels for KV codec `{s}`: expected f16, q8_0, turbo2, turbo3, turbo4, kivi2 or kivi4"))),
         }
     }
     pub fn name(self) -> String {
@@ -43,20 +49,35 @@ impl KvCodec {
             KvCodec::F16 => "f16".into(),
             KvCodec::Q8_0 => "q8_0".into(),
             KvCodec::Turbo(b) => format!("turbo{b}"),
+            KvCodec::Kivi(b) => format!("kivi{b}"),
         }
     }
-    /// Bytes of one token row of one KV head.
+    /// Bytes of one token row of one KV head (values; keys too except KIVI,
+    /// whose key rows are bare codes after a per-channel header).
     pub fn token_bytes(self) -> usize {
         match self {
             KvCodec::F16 => 2 * HEAD_DIM,
             KvCodec::Q8_0 => HEAD_DIM / 32 * 34,
             KvCodec::Turbo(b) => 2 + HEAD_DIM * b as usize / 8,
+            KvCodec::Kivi(b) => HEAD_DIM / 32 * (4 + 32 * b as usize / 8),
         }
     }
-    /// The lowbit-quant format with the same row bytes (the CPU reference).
+    /// Bytes of one KV head's key region in a block.
+    pub fn key_region_bytes(self) -> usize {
+        match self {
+            KvCodec::Kivi(b) => 4 * HEAD_DIM + BLOCK_TOKENS * HEAD_DIM * b as usize / 8,
+            c => BLOCK_TOKENS * c.token_bytes(),
+        }
+    }
+    /// Bytes of one KV head's value region in a block.
+    pub fn value_region_bytes(self) -> usize {
+        BLOCK_TOKENS * self.token_bytes()
+    }
+    /// The lowbit-quant format of a (value) row: the CPU reference.
     pub fn cpu_format(self) -> Result<Format> {
         let spec = match self {
             KvCodec::Turbo(b) => format!("turbo{b}:d{HEAD_DIM}"),
+            KvCodec::Kivi(b) => format!("uniform{b}:g32:asym"),
             c => c.name(),
         };
         Ok(Format::parse(&spec)?)
@@ -101,9 +122,11 @@ impl<'g> GpuKv<'g> {
         if batch == 0 || kv_heads == 0 || copies == 0 || n_win > window {
             return Err(CudaError::Shape(format!("bad cache shape: batch {batch}, kv heads {kv_heads}, copies {copies}, window {n_win}/{window}")));
         }
+        if matches!(codec, KvCodec::Kivi(_)) && n_comp % BLOCK_TOKENS != 0 {
+            return Err(CudaError::Shape(format!("KIVI keys are coded per full block of {BLOCK_TOKENS} tokens: {n_comp} tokens leave a partial block (it belongs in the f16 window)")));
+        }
         let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
-        let region = BLOCK_TOKENS * codec.token_bytes();
-        let block_bytes = 2 * kv_heads * region;
+        let block_bytes = kv_heads * (codec.key_region_bytes() + codec.value_region_bytes());
         let nblocks = copies * batch * max_blocks;
         let s = &gpu.stream;
         let pool = s.alloc_zeros::<u8>(nblocks * block_bytes)?;
@@ -158,12 +181,22 @@ impl<'g> GpuKv<'g> {
         if x.len() < rows * HEAD_DIM || pos0 + t > self.max_blocks * BLOCK_TOKENS || copy >= self.copies {
             return Err(CudaError::Shape(format!("append of {t} tokens at {pos0} does not fit the cache")));
         }
-        let f = self.gpu.function(&format!("quant_{}", self.codec.suffix()))?;
+        let kivi_keys = matches!(self.codec, KvCodec::Kivi(_)) && plane == 0;
+        if kivi_keys && (pos0 % BLOCK_TOKENS != 0 || t % BLOCK_TOKENS != 0) {
+            return Err(CudaError::Shape(format!("KIVI keys are appended in whole blocks of {BLOCK_TOKENS} tokens (got {t} at {pos0})")));
+        }
+        let name = if kivi_keys { format!("quant_{}_keys", self.codec.suffix()) } else { format!("quant_{}", self.codec.suffix()) };
+        let f = self.gpu.function(&name)?;
         let s = &self.gpu.stream;
         let pos = s.clone_htod(&vec![pos0 as i32; self.batch])?;
         let table = self.table.slice(copy * self.batch * self.max_blocks..);
         let (b, tt, kvh, mb, bb) = (self.batch as i32, t as i32, self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
-        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(4) as u32, 1, 1), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let cfg = if kivi_keys {
+            // One thread block per (appended block, KV head, sequence), a thread per channel.
+            LaunchConfig { grid_dim: ((t / BLOCK_TOKENS) as u32, self.kv_heads as u32, self.batch as u32), block_dim: (HEAD_DIM as u32, 1, 1), shared_mem_bytes: 0 }
+        } else {
+            LaunchConfig { grid_dim: (rows.div_ceil(4) as u32, 1, 1), block_dim: (NT, 1, 1), shared_mem_bytes: 0 }
+        };
         let mut l = s.launch_builder(&f);
         l.arg(x).arg(&b).arg(&tt).arg(&kvh).arg(&pos).arg(&table).arg(&mb).arg(&mut self.pool).arg(&bb).arg(&plane).arg(&self.signs_dev).arg(&self.bounds_dev);
         // SAFETY: argument list matches quant_* in quantize.cu; sizes checked above.
@@ -244,17 +277,64 @@ impl<'g> GpuKv<'g> {
     pub fn decoded_rows(&self, pool_host: &[u8], copy: usize, b: usize, h: usize) -> Result<[Vec<f32>; 2]> {
         let fmt = self.codec.cpu_format()?;
         let tb = self.codec.token_bytes();
-        let region = BLOCK_TOKENS * tb;
+        let (rk, rv) = (self.codec.key_region_bytes(), self.codec.value_region_bytes());
         let mut out = [Vec::new(), Vec::new()];
         for (p, rows) in out.iter_mut().enumerate() {
             for t in 0..self.n_comp {
                 let blk = self.table_host[(copy * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
-                let at = blk * self.block_bytes + (p * self.kv_heads + h) * region + (t % BLOCK_TOKENS) * tb;
-                rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?);
+                let base = blk * self.block_bytes;
+                match (self.codec, p) {
+                    (KvCodec::Kivi(bits), 0) => {
+                        let region = &pool_host[base + h * rk..base + (h + 1) * rk];
+                        rows.extend(kivi_key_row(region, t % BLOCK_TOKENS, bits));
+                    }
+                    _ => {
+                        let at = base + p * self.kv_heads * rk + h * if p == 0 { rk } else { rv } + (t % BLOCK_TOKENS) * tb;
+                        rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?);
+                    }
+                }
             }
             let w0 = ((b * 2 + p) * self.kv_heads + h) * self.window * HEAD_DIM;
             rows.extend(self.win_host[w0..w0 + self.n_win * HEAD_DIM].iter().map(|&x| half::f16::from_bits(x).to_f32()));
         }
         Ok(out)
     }
+}
+
+/// Row `t` of a KIVI key region decoded (code · scale + min per channel,
+/// f16 constants): the layout lowbit-kv's KIVI keys write.
+pub fn kivi_key_row(region: &[u8], t: usize, bits: u32) -> Vec<f32> {
+    let f16_at = |i: usize| half::f16::from_le_bytes([region[i], region[i + 1]]).to_f32();
+    let rb = HEAD_DIM * bits as usize / 8;
+    let row = &region[4 * HEAD_DIM + t * rb..][..rb];
+    let mut codes = vec![0u8; HEAD_DIM];
+    lowbit_quant::bitpack::unpack(row, bits, &mut codes);
+    codes.iter().enumerate().map(|(c, &k)| k as f32 * f16_at(4 * c) + f16_at(4 * c + 2)).collect()
+}
+
+/// A KIVI key region coded on the CPU (as lowbit-kv's KIVI keys do):
+/// per channel s = f16((max − min)/(2^b − 1)), m = f16(min), code =
+/// round((x − m)/s); `x` holds 32 rows of 128.
+pub fn kivi_key_region(x: &[f32], bits: u32) -> Vec<u8> {
+    let qmax = ((1u32 << bits) - 1) as f32;
+    let rb = HEAD_DIM * bits as usize / 8;
+    let mut out = vec![0u8; 4 * HEAD_DIM + BLOCK_TOKENS * rb];
+    let mut codes = vec![0u8; BLOCK_TOKENS * HEAD_DIM];
+    for c in 0..HEAD_DIM {
+        let col = x.chunks_exact(HEAD_DIM).map(|r| r[c]);
+        let (lo, hi) = col.fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let s = half::f16::from_f32((hi - lo) / qmax);
+        let m = half::f16::from_f32(lo);
+        out[4 * c..4 * c + 2].copy_from_slice(&s.to_le_bytes());
+        out[4 * c + 2..4 * c + 4].copy_from_slice(&m.to_le_bytes());
+        let (sf, mf) = (s.to_f32(), m.to_f32());
+        for t in 0..BLOCK_TOKENS {
+            let q = if sf > 0.0 { ((x[t * HEAD_DIM + c] - mf) / sf).round() } else { 0.0 };
+            codes[t * HEAD_DIM + c] = q.clamp(0.0, qmax) as u8;
+        }
+    }
+    for (t, row) in out[4 * HEAD_DIM..].chunks_exact_mut(rb).enumerate() {
+        lowbit_quant::bitpack::pack(&codes[t * HEAD_DIM..(t + 1) * HEAD_DIM], bits, row);
+    }
+    out
 }

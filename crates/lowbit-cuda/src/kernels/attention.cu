@@ -16,10 +16,13 @@
 
 template <int CODEC, int BITS>
 struct Codec {
-    static constexpr int TB = token_bytes(CODEC, BITS);
-    static constexpr int RB = BT * TB;          // bytes of one region
-    static constexpr int V4 = RB / 16;          // 16-byte loads per region
-    static constexpr int PER = (V4 + NT - 1) / NT;
+    static constexpr int TB = token_bytes(CODEC, BITS);        // value row
+    static constexpr int RBV = BT * TB;                        // value region
+    static constexpr int RBK = key_region_bytes(CODEC, BITS);  // key region
+    static constexpr int KHEAD = CODEC == 3 ? 4 * D : 0;       // key region header
+    static constexpr int TBK = CODEC == 3 ? D * BITS / 8 : TB; // key row
+    static constexpr int V4K = RBK / 16, V4V = RBV / 16;       // 16-byte loads per region
+    static constexpr int PERK = (V4K + NT - 1) / NT, PERV = (V4V + NT - 1) / NT;
 
     // Elements 16·sl .. 16·sl+15 of a token row, with the widest aligned
     // loads each layout allows (rows and their code areas start at even bytes).
@@ -42,6 +45,20 @@ struct Codec {
                 u32 v = c[k];
                 e[2 * k] = sc * (float)(signed char)(v & 255);
                 e[2 * k + 1] = sc * (float)(signed char)(v >> 8);
+            }
+        } else if (CODEC == 3) {
+            // KIVI key row: bare codes (the per-channel constants are in q').
+            if (BITS == 2) {
+                u32 v = *(const u32*)(row + 4 * sl);
+                #pragma unroll
+                for (int i = 0; i < 16; i++) e[i] = (float)((v >> (2 * i)) & 3);
+            } else {
+                uint2 v = *(const uint2*)(row + 8 * sl);
+                #pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    e[i] = (float)((v.x >> (4 * i)) & 15);
+                    e[8 + i] = (float)((v.y >> (4 * i)) & 15);
+                }
             }
         } else if (BITS == 4) {
             const u16* c = (const u16*)(row + 2 + 8 * sl);
@@ -79,6 +96,13 @@ struct Codec {
             u32 v = c[0] | ((u32)c[1] << 16);
             #pragma unroll
             for (int i = 0; i < 4; i++) e[i] = sc * (float)(signed char)((v >> (8 * i)) & 255);
+        } else if (CODEC == 3) {
+            // KIVI value row: group l/8 of 32 dims = scale f16 | min f16 | codes.
+            const u8* grp = row + (l >> 3) * (4 + 32 * BITS / 8);
+            float sc = h2f(((const u16*)grp)[0]), mn = h2f(((const u16*)grp)[1]);
+            u32 v = BITS == 2 ? (u32)grp[4 + (l & 7)] : (u32)((const u16*)(grp + 4))[l & 7];
+            #pragma unroll
+            for (int i = 0; i < 4; i++) e[i] = (float)((v >> (BITS * i)) & ((1 << BITS) - 1)) * sc + mn;
         } else if (BITS == 4) {
             u32 v = ((const u16*)(row + 2))[l];
             #pragma unroll
@@ -103,6 +127,8 @@ struct Codec {
 
 struct Shared {
     float4 q[D];            // q[d] = the G = 4 heads' values at dimension d
+    float4 qk[D];           // KIVI: q[d] · scale[d] of the current key block
+    float kconst[G];        // KIVI: Σ_d q[d] · min[d] of the current key block
     float qh[D];            // scratch for rotating one head
     float red[NT / 16][G][BT];
     float4 pw[BT];          // softmax weight × value scale per token, G heads
@@ -119,6 +145,25 @@ struct Shared {
 template <int CODEC, int BITS>
 __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float attn_scale, float acc[4 * G]) {
     typedef Codec<CODEC, BITS> C;
+    if (CODEC == 3) {
+        // KIVI keys: k[t][d] = code·scale[d] + min[d], so q·k = (q∘scale)·code + q·min.
+        const int d = threadIdx.x;
+        float sc = h2f(((const u16*)kb)[2 * d]), mn = h2f(((const u16*)kb)[2 * d + 1]);
+        float4 a = sh.q[d];
+        sh.qk[d] = make_float4(a.x * sc, a.y * sc, a.z * sc, a.w * sc);
+        float c0 = warp_sum(a.x * mn), c1 = warp_sum(a.y * mn), c2 = warp_sum(a.z * mn), c3 = warp_sum(a.w * mn);
+        if ((d & 31) == 0) {
+            sh.red[d >> 5][0][0] = c0;
+            sh.red[d >> 5][1][0] = c1;
+            sh.red[d >> 5][2][0] = c2;
+            sh.red[d >> 5][3][0] = c3;
+        }
+        __syncthreads();
+        if (d < G) sh.kconst[d] = sh.red[0][d][0] + sh.red[1][d][0] + sh.red[2][d][0] + sh.red[3][d][0];
+        __syncthreads();
+    }
+    const float4* qs = CODEC == 3 ? sh.qk : sh.q;
+    const u8* krows = kb + C::KHEAD;
     // Scores: thread = (slice sl of SL dimensions, token pair p and p + 16),
     // so each q read serves two tokens.
     {
@@ -126,8 +171,8 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         float s0[G], s1[G];
         for (int g = 0; g < G; g++) s0[g] = s1[g] = 0.f;
         const bool v0 = p < nv, v1 = p + 16 < nv;
-        const u8* r0 = kb + p * C::TB;
-        const u8* r1 = kb + (p + 16) * C::TB;
+        const u8* r0 = krows + p * C::TBK;
+        const u8* r1 = krows + (p + 16) * C::TBK;
         if (CODEC == 2 && BITS == 4) {
             // Decode as the FMAs go (fewer live registers than slice16:
             // measured faster for turbo4).
@@ -138,7 +183,7 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
                 u32 w0 = v0 ? c0[k] : 0, w1 = v1 ? c1[k] : 0;
                 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    float4 a = sh.q[SL * sl + 4 * k + i];
+                    float4 a = qs[SL * sl + 4 * k + i];
                     float e0 = sh.lut[(w0 >> (4 * i)) & 15], e1 = sh.lut[(w1 >> (4 * i)) & 15];
                     s0[0] += a.x * e0; s0[1] += a.y * e0; s0[2] += a.z * e0; s0[3] += a.w * e0;
                     s1[0] += a.x * e1; s1[1] += a.y * e1; s1[2] += a.z * e1; s1[3] += a.w * e1;
@@ -150,7 +195,7 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
             if (v1) C::slice16(r1, sl, sh.lut, e1); else for (int j = 0; j < SL; j++) e1[j] = 0.f;
             #pragma unroll
             for (int j = 0; j < SL; j++) {
-                float4 a = sh.q[SL * sl + j];
+                float4 a = qs[SL * sl + j];
                 s0[0] += a.x * e0[j]; s0[1] += a.y * e0[j]; s0[2] += a.z * e0[j]; s0[3] += a.w * e0[j];
                 s1[0] += a.x * e1[j]; s1[1] += a.y * e1[j]; s1[2] += a.z * e1[j]; s1[3] += a.w * e1[j];
             }
@@ -168,7 +213,8 @@ __device__ void absorb(Shared& sh, const u8* kb, const u8* vb, int nv, float att
         if (t < nv) {
             sc = 0.f;
             for (int k = 0; k < NS; k++) sc += sh.red[k][g][t];
-            sc *= C::token_scale(kb + t * C::TB) * attn_scale;
+            if (CODEC == 3) sc += sh.kconst[g];
+            sc *= C::token_scale(krows + t * C::TBK) * attn_scale;
         }
         float mold = sh.m[g];
         float mnew = fmaxf(mold, warp_max(sc));
@@ -250,7 +296,8 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
                            float* part, float attn_scale) {
     typedef Codec<CODEC, BITS> C;
     __shared__ Shared sh;
-    __shared__ __align__(16) u8 buf[2][2][C::RB];
+    __shared__ __align__(16) u8 kbuf[2][C::RBK];
+    __shared__ __align__(16) u8 vbuf[2][C::RBV];
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (threadIdx.x < 16) sh.lut[threadIdx.x] = (CODEC == 2 && threadIdx.x < (1 << BITS)) ? levels[threadIdx.x] : 0.f;
     load_q(sh, q, b, h, kvh, CODEC == 2 ? signs : nullptr);
@@ -260,31 +307,34 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
     const int nblk = (n + BT - 1) / BT;
     const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
     const int* tab = table + (i64)b * max_blocks;
-    // Region of plane p (0 = K, 1 = V) of cache block i, as 16-byte words.
-    auto region = [&](int i, int p) {
-        return (const uint4*)(pool + (i64)tab[i] * block_bytes + (i64)(p * kvh + h) * C::RB);
-    };
-    uint4 rk[C::PER], rv[C::PER];
+    // Key and value regions of cache block i, as 16-byte words.
+    auto kregion = [&](int i) { return (const uint4*)(pool + (i64)tab[i] * block_bytes + (i64)h * C::RBK); };
+    auto vregion = [&](int i) { return (const uint4*)(pool + (i64)tab[i] * block_bytes + (i64)kvh * C::RBK + (i64)h * C::RBV); };
+    uint4 rk[C::PERK], rv[C::PERV];
     auto fetch = [&](int i) {
-        const uint4* k = region(i, 0);
-        const uint4* v = region(i, 1);
+        const uint4* k = kregion(i);
+        const uint4* v = vregion(i);
         #pragma unroll
-        for (int r = 0; r < C::PER; r++) {
+        for (int r = 0; r < C::PERK; r++) {
             int idx = threadIdx.x + r * NT;
-            if (idx < C::V4) {
-                rk[r] = k[idx];
-                rv[r] = v[idx];
-            }
+            if (idx < C::V4K) rk[r] = k[idx];
+        }
+        #pragma unroll
+        for (int r = 0; r < C::PERV; r++) {
+            int idx = threadIdx.x + r * NT;
+            if (idx < C::V4V) rv[r] = v[idx];
         }
     };
     auto stash = [&](int slot) {
         #pragma unroll
-        for (int r = 0; r < C::PER; r++) {
+        for (int r = 0; r < C::PERK; r++) {
             int idx = threadIdx.x + r * NT;
-            if (idx < C::V4) {
-                ((uint4*)buf[slot][0])[idx] = rk[r];
-                ((uint4*)buf[slot][1])[idx] = rv[r];
-            }
+            if (idx < C::V4K) ((uint4*)kbuf[slot])[idx] = rk[r];
+        }
+        #pragma unroll
+        for (int r = 0; r < C::PERV; r++) {
+            int idx = threadIdx.x + r * NT;
+            if (idx < C::V4V) ((uint4*)vbuf[slot])[idx] = rv[r];
         }
     };
     if (b0 < b1) {
@@ -294,7 +344,7 @@ __device__ void attn_paged(const float* q, const u8* pool, const int* table, int
         for (int i = b0; i < b1; i++) {
             const int slot = (i - b0) & 1;
             if (i + 1 < b1) fetch(i + 1);  // in flight while this block is computed
-            absorb<CODEC, BITS>(sh, buf[slot][0], buf[slot][1], min(BT, n - i * BT), attn_scale, acc);
+            absorb<CODEC, BITS>(sh, kbuf[slot], vbuf[slot], min(BT, n - i * BT), attn_scale, acc);
             if (i + 1 < b1) stash(slot ^ 1);
             __syncthreads();
         }
@@ -308,7 +358,7 @@ extern "C" __global__ void __launch_bounds__(NT) attn_window_f16(const float* q,
                                                                int nparts, float* part, float attn_scale) {
     typedef Codec<0, 16> C;
     __shared__ Shared sh;
-    __shared__ __align__(16) u8 buf[2][C::RB];
+    __shared__ __align__(16) u8 buf[2][C::RBV];
     const int h = blockIdx.y, b = blockIdx.z;
     load_q(sh, q, b, h, kvh, nullptr);
     float acc[4 * G];
@@ -341,6 +391,8 @@ PAGED(attn_q8_0, 1, 8)
 PAGED(attn_turbo2, 2, 2)
 PAGED(attn_turbo3, 2, 3)
 PAGED(attn_turbo4, 2, 4)
+PAGED(attn_kivi2, 3, 2)
+PAGED(attn_kivi4, 3, 4)
 
 // Merge the `nparts` partial states of each (sequence, query head): splits
 // 0..nparts-2 hold cache blocks (rotated domain when `signs` is set), the

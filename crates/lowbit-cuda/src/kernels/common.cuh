@@ -24,10 +24,16 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Bytes of one token row of one KV head, per codec.
-// codec 0 = f16, 1 = q8_0, 2 = turbo (norm f16 | BITS-bit codes).
+// Bytes of one token row of one KV head, per codec (for KIVI: a value row).
+// codec 0 = f16, 1 = q8_0, 2 = turbo (norm f16 | BITS-bit codes),
+// 3 = KIVI (keys: per-channel (scale, min) f16 header per block, then
+// BITS-bit code rows; values: D/32 groups of scale f16 | min f16 | codes).
 __host__ __device__ constexpr int token_bytes(int codec, int bits) {
-    return codec == 0 ? 2 * D : codec == 1 ? (D / 32) * 34 : 2 + D * bits / 8;
+    return codec == 0 ? 2 * D : codec == 1 ? (D / 32) * 34 : codec == 2 ? 2 + D * bits / 8 : (D / 32) * (4 + 32 * bits / 8);
+}
+// Bytes of one KV head's key region of a block.
+__host__ __device__ constexpr int key_region_bytes(int codec, int bits) {
+    return codec == 3 ? 4 * D + BT * D * bits / 8 : BT * token_bytes(codec, bits);
 }
 
 // In-place orthonormal Walsh–Hadamard transform of x[0..D) in shared

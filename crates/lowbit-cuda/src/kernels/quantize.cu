@@ -4,20 +4,21 @@
 // l holds elements 4l..4l+3.
 
 __device__ __forceinline__ u8* dest_row(u8* pool, const int* table, int max_blocks, i64 block_bytes, int kvh, int plane,
-                                        int rb, int tb, int b, int pos, int h) {
+                                        int rbk, int rbv, int tb, int b, int pos, int h) {
     int blk = table[(i64)b * max_blocks + pos / BT];
-    return pool + (i64)blk * block_bytes + (i64)(plane * kvh + h) * rb + (pos % BT) * tb;
+    i64 region = plane == 0 ? (i64)h * rbk : (i64)kvh * rbk + (i64)h * rbv;
+    return pool + (i64)blk * block_bytes + region + (pos % BT) * tb;
 }
 
 template <int CODEC, int BITS>
 __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* pos0, const int* table, int max_blocks,
                               u8* pool, i64 block_bytes, int plane, const float* signs, const float* bounds) {
-    const int tb = token_bytes(CODEC, BITS), rb = BT * tb;
+    const int tb = token_bytes(CODEC, BITS), rbv = BT * tb, rbk = key_region_bytes(CODEC, BITS);
     const int lane = threadIdx.x & 31;
     const i64 row = (i64)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
     if (row >= (i64)B * T * kvh) return;
     const int h = row % kvh, t = (row / kvh) % T, b = row / ((i64)kvh * T);
-    u8* o = dest_row(pool, table, max_blocks, block_bytes, kvh, plane, rb, tb, b, pos0[b] + t, h);
+    u8* o = dest_row(pool, table, max_blocks, block_bytes, kvh, plane, rbk, rbv, tb, b, pos0[b] + t, h);
     float4 xv = ((const float4*)(x + row * D))[lane];
     float v[4] = {xv.x, xv.y, xv.z, xv.w};
     if (CODEC == 0) {
@@ -32,6 +33,30 @@ __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* 
         // The scale as one 16-bit store (rows and blocks start at even bytes).
         if ((lane & 7) == 0) *(u16*)blk = f2h(d);
         for (int k = 0; k < 4; k++) blk[2 + (lane & 7) * 4 + k] = (u8)(signed char)roundf(v[k] * id);
+    } else if (CODEC == 3) {
+        // KIVI values = uniform asymmetric groups of 32 (lowbit-quant's
+        // uniform{b}:g32:asym): d = f16((max − min)/qmax), m = f16(min),
+        // code = round((x − m) · (1/d)); 8 lanes per group.
+        float lo = fminf(fminf(v[0], v[1]), fminf(v[2], v[3])), hi = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+        for (int s = 1; s < 8; s <<= 1) {
+            lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, s));
+            hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, s));
+        }
+        const float qmax = (float)((1 << BITS) - 1);
+        u16 hd = f2h((hi - lo) / qmax), hm = f2h(lo);
+        float d = h2f(hd), m = h2f(hm), id = d > 0.f ? 1.f / d : 0.f;
+        u8* grp = o + (lane >> 3) * (4 + 32 * BITS / 8);
+        if ((lane & 7) == 0) {
+            ((u16*)grp)[0] = hd;
+            ((u16*)grp)[1] = hm;
+        }
+        u32 packed = 0;
+        for (int k = 0; k < 4; k++) {
+            float q = fminf(fmaxf(roundf((v[k] - m) * id), 0.f), qmax);
+            packed |= (u32)q << (BITS * k);
+        }
+        if (BITS == 2) grp[4 + (lane & 7)] = (u8)packed;
+        else ((u16*)(grp + 4))[lane & 7] = (u16)packed;
     } else {
         float ss = warp_sum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]);
         float norm = sqrtf(ss);
@@ -86,6 +111,55 @@ QUANT(quant_q8_0, 1, 8)
 QUANT(quant_turbo2, 2, 2)
 QUANT(quant_turbo3, 2, 3)
 QUANT(quant_turbo4, 2, 4)
+QUANT(quant_kivi2, 3, 2)
+QUANT(quant_kivi4, 3, 4)
+
+// KIVI keys, a whole block at a time (per-channel constants over its BT
+// tokens, as lowbit-kv's KIVI keys): grid (blocks appended, kvh, B), D
+// threads = channels. s = f16((max − min)/qmax), m = f16(min), code =
+// round((x − m)/s); the region gets the (s, m) header then BT code rows.
+template <int BITS>
+__device__ void quantize_kivi_keys(const float* x, int B, int T, int kvh, const int* pos0, const int* table, int max_blocks,
+                                   u8* pool, i64 block_bytes) {
+    __shared__ u8 codes[BT][D];
+    const int c = threadIdx.x, j = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int t0 = j * BT, pos = pos0[b] + t0;
+    const int rbk = key_region_bytes(3, BITS), rb = D * BITS / 8;
+    u8* region = pool + (i64)table[(i64)b * max_blocks + pos / BT] * block_bytes + (i64)h * rbk;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int t = 0; t < BT; t++) {
+        float v = x[(((i64)b * T + t0 + t) * kvh + h) * D + c];
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+    }
+    const float qmax = (float)((1 << BITS) - 1);
+    u16 hs = f2h((hi - lo) / qmax), hm = f2h(lo);
+    float s = h2f(hs), m = h2f(hm);
+    ((u16*)region)[2 * c] = hs;
+    ((u16*)region)[2 * c + 1] = hm;
+    for (int t = 0; t < BT; t++) {
+        float v = x[(((i64)b * T + t0 + t) * kvh + h) * D + c];
+        float q = s > 0.f ? roundf((v - m) / s) : 0.f;
+        codes[t][c] = (u8)fminf(fmaxf(q, 0.f), qmax);
+    }
+    __syncthreads();
+    const int per = 8 / BITS;  // codes per byte
+    for (int i = threadIdx.x; i < BT * rb; i += blockDim.x) {
+        int t = i / rb, k = i % rb;
+        u32 v = 0;
+        for (int e = 0; e < per; e++) v |= (u32)codes[t][k * per + e] << (BITS * e);
+        region[4 * D + t * rb + k] = (u8)v;
+    }
+}
+
+#define QUANT_KIVI_KEYS(NAME, BITS)                                                                                 \
+    extern "C" __global__ void NAME(const float* x, int B, int T, int kvh, const int* pos0, const int* table,        \
+                                    int max_blocks, u8* pool, i64 block_bytes, int plane, const float* signs,        \
+                                    const float* bounds) {                                                          \
+        quantize_kivi_keys<BITS>(x, B, T, kvh, pos0, table, max_blocks, pool, block_bytes);                          \
+    }
+QUANT_KIVI_KEYS(quant_kivi2_keys, 2)
+QUANT_KIVI_KEYS(quant_kivi4_keys, 4)
 
 // Deterministic pseudo-normal test data: x[i] = N(0,1) from a hash of
 // (seed, i), times 6 on every `outlier`-th channel (like real keys).
