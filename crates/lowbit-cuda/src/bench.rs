@@ -215,6 +215,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// to exceed the L2 cache; the median per call.
 pub fn time(gpu: &Gpu, codec: KvCodec, batch: usize, ctx: usize, window: usize, launches: usize) -> Result<Timing> {
     let kvh = 8;
+    if ctx <= window || launches == 0 || (ctx - window) % 32 != 0 {
+        return Err(crate::CudaError::Shape(format!("timing needs ctx > window, (ctx − window) a multiple of 32 and ≥ 1 launch (ctx {ctx}, window {window}, launches {launches})")));
+    }
     let n_comp = ctx - window;
     let per_copy = batch * n_comp.div_ceil(32) * 2 * kvh * 32 * codec.token_bytes();
     let copies = (512usize << 20).div_ceil(per_copy).clamp(1, 64);
