@@ -82,9 +82,6 @@ impl KvCodec {
         };
         Ok(Format::parse(&spec)?)
     }
-    fn suffix(self) -> String {
-        self.name()
-    }
 }
 
 pub struct GpuKv<'g> {
@@ -185,7 +182,7 @@ impl<'g> GpuKv<'g> {
         if kivi_keys && (pos0 % BLOCK_TOKENS != 0 || t % BLOCK_TOKENS != 0) {
             return Err(CudaError::Shape(format!("KIVI keys are appended in whole blocks of {BLOCK_TOKENS} tokens (got {t} at {pos0})")));
         }
-        let name = if kivi_keys { format!("quant_{}_keys", self.codec.suffix()) } else { format!("quant_{}", self.codec.suffix()) };
+        let name = if kivi_keys { format!("quant_{}_keys", self.codec.name()) } else { format!("quant_{}", self.codec.name()) };
         let f = self.gpu.function(&name)?;
         let s = &self.gpu.stream;
         let pos = s.clone_htod(&vec![pos0 as i32; self.batch])?;
@@ -234,7 +231,7 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
         let table = self.table.slice(copy * self.batch * self.max_blocks..);
-        let f = self.gpu.function(&format!("attn_{}", self.codec.suffix()))?;
+        let f = self.gpu.function(&format!("attn_{}", self.codec.name()))?;
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&nparts).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
