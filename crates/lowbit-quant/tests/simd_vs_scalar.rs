@@ -211,6 +211,25 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
+    fn q4_1_x4_dots_match_scalar_at_every_level(blocks in 1usize..20, seed in any::<u64>()) {
+        let f = Format::parse("q4_1").unwrap();
+        let len = 32 * blocks;
+        let w = vecs(len, seed);
+        let codes = f.encode(&w).unwrap();
+        let xs: Vec<Vec<f32>> = (0..4).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
+        let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
+        let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
+        let want = simd::dot_q4_1_q8_1_x4_at(Level::Scalar, &codes, four);
+        for l in levels() {
+            let got = simd::dot_q4_1_q8_1_x4_at(l, &codes, four);
+            for k in 0..4 {
+                let scale: f32 = w.iter().zip(&xs[k]).map(|(p, q)| (p * q).abs()).sum();
+                prop_assert!(close(got[k], want[k], scale), "{:?} act {}: {} vs {}", l, k, got[k], want[k]);
+            }
+        }
+    }
+
+    #[test]
     fn batched_row_dots_match_single_dots(blocks in 1usize..20, n in 1usize..11, seed in any::<u64>()) {
         let f = Format::parse("q4_1").unwrap();
         let len = 32 * blocks;

@@ -318,7 +318,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     dot_f32_bytes(bytes, &b[..n])
 }
 
-fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+pub(crate) fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     acts.map(|a| dot_q4_1_q8_1_ref(codes, a))
 }
 
