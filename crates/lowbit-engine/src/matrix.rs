@@ -109,7 +109,19 @@ impl QMatrix {
             let row0 = task * per;
             let rows = o.len() / n;
             let refs: Option<Vec<&[u8]>> = acts.as_ref().map(|a| a.iter().map(|v| &v[..]).collect());
-            for i in 0..rows {
+            let mut i = 0;
+            if let Some(a) = &refs {
+                // Four rows at a time: each activation is read once per four rows.
+                while i + 4 <= rows {
+                    let w = [self.row(row0 + i), self.row(row0 + i + 1), self.row(row0 + i + 2), self.row(row0 + i + 3)];
+                    let (o0, rest) = o[i * n..(i + 4) * n].split_at_mut(n);
+                    let (o1, rest) = rest.split_at_mut(n);
+                    let (o2, o3) = rest.split_at_mut(n);
+                    codec.dot_q8_batch4(w, a, [o0, o1, o2, o3]);
+                    i += 4;
+                }
+            }
+            for i in i..rows {
                 let w = self.row(row0 + i);
                 match &refs {
                     Some(a) => codec.dot_q8_batch(w, a, &mut o[i * n..(i + 1) * n]),

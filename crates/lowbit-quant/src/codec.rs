@@ -78,6 +78,14 @@ pub trait Codec: Send + Sync {
             *o = self.dot_q8(codes, a);
         }
     }
+    /// Four weight rows against several activations: `out[r][i] =
+    /// dot_q8(rows[r], acts[i])`. Kernels override it to load each
+    /// activation once for four rows.
+    fn dot_q8_batch4(&self, rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+        for (r, o) in rows.into_iter().zip(out) {
+            self.dot_q8_batch(r, acts, o);
+        }
+    }
 }
 
 /// A parsed, ready-to-use quantization format: the checked entry point to a

@@ -349,6 +349,10 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     std::array::from_fn(|k| hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[k])))
 }
 
+pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    rows.map(|r| dot_q4_1_q8_1_x4(r, acts))
+}
+
 /// Eight `bits`-bit codes starting at code `i` (bits ≤ 4, so they lie in
 /// the `bits` bytes from byte i·bits/8, i a multiple of 8), one per lane.
 #[inline(always)]

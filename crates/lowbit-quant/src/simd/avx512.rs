@@ -303,6 +303,71 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     }
 }
 
+/// Four Q4_1 rows against four Q8_1 activations: with VNNI a 4 × 4 tile
+/// (each activation block and its scales loaded once for four rows).
+pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni")) {
+        dot_q4_1_q8_1_4x4_vnni(rows, acts)
+    } else {
+        rows.map(|r| super::avx2::dot_q4_1_q8_1_x4(r, acts))
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot_q4_1_q8_1_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    let nb = rows.iter().map(|r| r.len() / 20).min().unwrap_or(0);
+    let m4 = _mm_set1_epi8(0xF);
+    // Scale lanes: product 0 (first block) for lanes 0..8, product 2 above;
+    // min-term lanes: products 1 and 3 into lanes 0 and 1, the rest zero.
+    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    let pick_m = _mm512_setr_epi32(1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut blk = 0;
+    while blk + 2 <= nb {
+        let mut q = [_mm512_setzero_si512(); 4];
+        let mut dm = [_mm_setzero_ps(); 4];
+        for r in 0..4 {
+            let b0 = rows[r].as_ptr().add(20 * blk);
+            let b1 = b0.add(20);
+            let expand = |b: *const u8| {
+                let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
+                _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
+            };
+            q[r] = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b0)), expand(b1), 1);
+            dm[r] = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b1 as *const i32), std::ptr::read_unaligned(b0 as *const i32)));
+        }
+        for k in 0..4 {
+            let y0 = acts[k].as_ptr().add(36 * blk);
+            let y1 = y0.add(36);
+            let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y0.add(4) as *const __m256i)), _mm256_loadu_si256(y1.add(4) as *const __m256i), 1);
+            let ds = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y1 as *const i32), std::ptr::read_unaligned(y0 as *const i32)));
+            for r in 0..4 {
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], a);
+                let p = _mm_mul_ps(dm[r], ds);
+                let p5 = _mm512_castps128_ps512(p);
+                let sc = _mm512_permutexvar_ps(pick, p5);
+                let mt = _mm512_maskz_permutexvar_ps(0b11, pick_m, p5);
+                acc[r][k] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[r][k]), mt);
+            }
+        }
+        blk += 2;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for k in 0..4 {
+            out[r][k] = _mm512_reduce_add_ps(acc[r][k]);
+        }
+        if blk < nb {
+            let tail = super::dot_q4_1_q8_1_x4_ref(&rows[r][20 * blk..], acts.map(|a| &a[36 * blk..]));
+            for k in 0..4 {
+                out[r][k] += tail[k];
+            }
+        }
+    }
+    out
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn dot_q4_1_q8_1_x4_vnni(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     let nb = codes.len() / 20;

@@ -322,6 +322,15 @@ pub(crate) fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     acts.map(|a| dot_q4_1_q8_1_ref(codes, a))
 }
 
+fn dot_q4_1_q8_1_4x4_ref(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    rows.map(|r| dot_q4_1_q8_1_x4_ref(r, acts))
+}
+
+dispatch!(
+    /// Four Q4_1 rows against four Q8_1 activations: out[row][act].
+    dot_q4_1_q8_1_4x4, dot_q4_1_q8_1_4x4_at, (rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4], dot_q4_1_q8_1_4x4_ref
+);
+
 dispatch!(
     /// One Q4_1 row against four Q8_1 activations.
     dot_q4_1_q8_1_x4, dot_q4_1_q8_1_x4_at, (codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4], dot_q4_1_q8_1_x4_ref
