@@ -286,10 +286,49 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
     sum
 }
 
-/// The 32-element blocks are too small to fill 512-bit registers without
-/// gathers; the AVX2 kernel is used.
+/// Q4_1 · Q8_1: with AVX-512 VNNI two blocks per `vpdpbusd` (the decode
+/// matvec), else the AVX2 kernel.
 pub unsafe fn dot_q4_1_q8_1(codes: &[u8], act: &[u8]) -> f32 {
-    super::avx2::dot_q4_1_q8_1(codes, act)
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni")) {
+        dot_q4_1_q8_1_vnni(codes, act)
+    } else {
+        super::avx2::dot_q4_1_q8_1(codes, act)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot_q4_1_q8_1_vnni(codes: &[u8], act: &[u8]) -> f32 {
+    let nb = codes.len() / 20;
+    let m4 = _mm_set1_epi8(0xF);
+    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    let (mut acc, mut acc_m) = (_mm512_setzero_ps(), _mm_setzero_ps());
+    let mut blk = 0;
+    while blk + 2 <= nb {
+        let b0 = codes.as_ptr().add(20 * blk);
+        let b1 = b0.add(20);
+        let expand = |b: *const u8| {
+            let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
+            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
+        };
+        let q = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b0)), expand(b1), 1);
+        let y0 = act.as_ptr().add(36 * blk);
+        let y1 = y0.add(36);
+        let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y0.add(4) as *const __m256i)), _mm256_loadu_si256(y1.add(4) as *const __m256i), 1);
+        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
+        let w = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b1 as *const i32), std::ptr::read_unaligned(b0 as *const i32)));
+        let y = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y1 as *const i32), std::ptr::read_unaligned(y0 as *const i32)));
+        let p = _mm_mul_ps(w, y);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p)), acc);
+        acc_m = _mm_add_ps(acc_m, p);
+        blk += 2;
+    }
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let mut sum = _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(_mm_movehdup_ps(m));
+    if blk < nb {
+        sum += super::dot_q4_1_q8_1_ref(&codes[20 * blk..], &act[36 * blk..]);
+    }
+    sum
 }
 
 /// One Q4_1 row against four Q8_1 activations: with AVX-512 VNNI two
