@@ -289,37 +289,66 @@ pub unsafe fn dot_f32_bytes(codes: &[u8], x: &[f32]) -> f32 {
 /// Q4_1 · Q8_1: with AVX-512 VNNI two blocks per `vpdpbusd` (the decode
 /// matvec), else the AVX2 kernel.
 pub unsafe fn dot_q4_1_q8_1(codes: &[u8], act: &[u8]) -> f32 {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni")) {
+    if has_vnni() {
         dot_q4_1_q8_1_vnni(codes, act)
     } else {
         super::avx2::dot_q4_1_q8_1(codes, act)
     }
 }
 
+/// Whether the CPU has AVX-512 VNNI (`vpdpbusd`), checked once.
+fn has_vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni"))
+}
+
+/// Two consecutive Q4_1 blocks at `b`: their 64 codes as bytes (block 0
+/// then block 1, each low nibbles then high) and [d0, m0, d1, m1].
+#[inline(always)]
+unsafe fn q4_1_pair(b: *const u8) -> (__m512i, __m128) {
+    let m4 = _mm_set1_epi8(0xF);
+    let expand = |b: *const u8| {
+        let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
+    };
+    let q = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b)), expand(b.add(20)), 1);
+    let dm = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b.add(20) as *const i32), std::ptr::read_unaligned(b as *const i32)));
+    (q, dm)
+}
+
+/// Two consecutive Q8_1 blocks at `y`: their 64 codes and [d0, s0, d1, s1].
+#[inline(always)]
+unsafe fn q8_1_pair(y: *const u8) -> (__m512i, __m128) {
+    let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y.add(4) as *const __m256i)), _mm256_loadu_si256(y.add(40) as *const __m256i), 1);
+    let ds = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y.add(36) as *const i32), std::ptr::read_unaligned(y as *const i32)));
+    (a, ds)
+}
+
+/// Lane i of a block pair's scale vector takes product 0 (first block)
+/// for i < 8, product 2 (second block) above: the `pick` of
+/// [`pair_pick`].
+#[inline(always)]
+unsafe fn pair_scales(pick: __m512i, p: __m128) -> __m512 {
+    _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p))
+}
+
+#[inline(always)]
+unsafe fn pair_pick() -> __m512i {
+    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn dot_q4_1_q8_1_vnni(codes: &[u8], act: &[u8]) -> f32 {
     let nb = codes.len() / 20;
-    let m4 = _mm_set1_epi8(0xF);
-    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    let pick = pair_pick();
     let (mut acc, mut acc_m) = (_mm512_setzero_ps(), _mm_setzero_ps());
     let mut blk = 0;
     while blk + 2 <= nb {
-        let b0 = codes.as_ptr().add(20 * blk);
-        let b1 = b0.add(20);
-        let expand = |b: *const u8| {
-            let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
-        };
-        let q = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b0)), expand(b1), 1);
-        let y0 = act.as_ptr().add(36 * blk);
-        let y1 = y0.add(36);
-        let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y0.add(4) as *const __m256i)), _mm256_loadu_si256(y1.add(4) as *const __m256i), 1);
-        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
-        let w = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b1 as *const i32), std::ptr::read_unaligned(b0 as *const i32)));
-        let y = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y1 as *const i32), std::ptr::read_unaligned(y0 as *const i32)));
-        let p = _mm_mul_ps(w, y);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p)), acc);
+        let (q, dm) = q4_1_pair(codes.as_ptr().add(20 * blk));
+        let (a, ds) = q8_1_pair(act.as_ptr().add(36 * blk));
+        // [d0·da0, m0·sa0, d1·da1, m1·sa1] (Q8_1 blocks: d, s = d·Σq).
+        let p = _mm_mul_ps(dm, ds);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a)), pair_scales(pick, p), acc);
         acc_m = _mm_add_ps(acc_m, p);
         blk += 2;
     }
@@ -334,8 +363,7 @@ unsafe fn dot_q4_1_q8_1_vnni(codes: &[u8], act: &[u8]) -> f32 {
 /// One Q4_1 row against four Q8_1 activations: with AVX-512 VNNI two
 /// blocks at a time (`vpdpbusd` on 64 codes), else the AVX2 kernel.
 pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni")) {
+    if has_vnni() {
         dot_q4_1_q8_1_x4_vnni(codes, acts)
     } else {
         super::avx2::dot_q4_1_q8_1_x4(codes, acts)
@@ -345,8 +373,7 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
 /// Four Q4_1 rows against four Q8_1 activations: with VNNI a 4 × 4 tile
 /// (each activation block and its scales loaded once for four rows).
 pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni")) {
+    if has_vnni() {
         dot_q4_1_q8_1_4x4_vnni(rows, acts)
     } else {
         rows.map(|r| super::avx2::dot_q4_1_q8_1_x4(r, acts))
@@ -356,38 +383,25 @@ pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn dot_q4_1_q8_1_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
     let nb = rows.iter().map(|r| r.len() / 20).min().unwrap_or(0);
-    let m4 = _mm_set1_epi8(0xF);
-    // Scale lanes: product 0 (first block) for lanes 0..8, product 2 above;
-    // min-term lanes: products 1 and 3 into lanes 0 and 1, the rest zero.
-    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    // Min-term lanes: products 1 and 3 into lanes 0 and 1, the rest zero.
     let pick_m = _mm512_setr_epi32(1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    let pick = pair_pick();
     let mut acc = [[_mm512_setzero_ps(); 4]; 4];
     let mut blk = 0;
     while blk + 2 <= nb {
         let mut q = [_mm512_setzero_si512(); 4];
         let mut dm = [_mm_setzero_ps(); 4];
         for r in 0..4 {
-            let b0 = rows[r].as_ptr().add(20 * blk);
-            let b1 = b0.add(20);
-            let expand = |b: *const u8| {
-                let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
-                _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
-            };
-            q[r] = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b0)), expand(b1), 1);
-            dm[r] = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b1 as *const i32), std::ptr::read_unaligned(b0 as *const i32)));
+            (q[r], dm[r]) = q4_1_pair(rows[r].as_ptr().add(20 * blk));
         }
         for k in 0..4 {
-            let y0 = acts[k].as_ptr().add(36 * blk);
-            let y1 = y0.add(36);
-            let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y0.add(4) as *const __m256i)), _mm256_loadu_si256(y1.add(4) as *const __m256i), 1);
-            let ds = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y1 as *const i32), std::ptr::read_unaligned(y0 as *const i32)));
+            let (a, ds) = q8_1_pair(acts[k].as_ptr().add(36 * blk));
             for r in 0..4 {
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], a);
-                let p = _mm_mul_ps(dm[r], ds);
-                let p5 = _mm512_castps128_ps512(p);
-                let sc = _mm512_permutexvar_ps(pick, p5);
-                let mt = _mm512_maskz_permutexvar_ps(0b11, pick_m, p5);
-                acc[r][k] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[r][k]), mt);
+                let (q, dm) = (q[r], dm[r]);
+                let p = _mm_mul_ps(dm, ds);
+                let mt = _mm512_maskz_permutexvar_ps(0b11, pick_m, _mm512_castps128_ps512(p));
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
+                acc[r][k] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pair_scales(pick, p), acc[r][k]), mt);
             }
         }
         blk += 2;
@@ -410,32 +424,16 @@ unsafe fn dot_q4_1_q8_1_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn dot_q4_1_q8_1_x4_vnni(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     let nb = codes.len() / 20;
-    let m4 = _mm_set1_epi8(0xF);
-    // Lane i of the block pair's scale vector takes product 0 (first block)
-    // for i < 8 and product 2 (second block) above.
-    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    let pick = pair_pick();
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut acc_m = [_mm_setzero_ps(); 4];
     let mut blk = 0;
     while blk + 2 <= nb {
-        let b0 = codes.as_ptr().add(20 * blk);
-        let b1 = b0.add(20);
-        let expand = |b: *const u8| {
-            let raw = _mm_loadu_si128(b.add(4) as *const __m128i);
-            _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4))
-        };
-        let q = _mm512_inserti64x4(_mm512_castsi256_si512(expand(b0)), expand(b1), 1);
-        // (d, m) of both blocks: [d0, m0, d1, m1].
-        let dm = _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(b1 as *const i32), std::ptr::read_unaligned(b0 as *const i32)));
+        let (q, dm) = q4_1_pair(codes.as_ptr().add(20 * blk));
         for k in 0..4 {
-            let y0 = acts[k].as_ptr().add(36 * blk);
-            let y1 = y0.add(36);
-            let a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(y0.add(4) as *const __m256i)), _mm256_loadu_si256(y1.add(4) as *const __m256i), 1);
-            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
-            // [d0·da0, m0·sa0, d1·da1, m1·sa1] (Q8_1 blocks: d, s = d·Σq).
-            let p = _mm_mul_ps(dm, _mm_cvtph_ps(_mm_set_epi32(0, 0, std::ptr::read_unaligned(y1 as *const i32), std::ptr::read_unaligned(y0 as *const i32))));
-            let sc = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p));
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[k]);
+            let (a, ds) = q8_1_pair(acts[k].as_ptr().add(36 * blk));
+            let p = _mm_mul_ps(dm, ds);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a)), pair_scales(pick, p), acc[k]);
             acc_m[k] = _mm_add_ps(acc_m[k], p);
         }
         blk += 2;
