@@ -137,13 +137,12 @@ pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
         let pool = gpu.stream.clone_dtoh(&kv.pool)?;
         let fmt = codec.cpu_format()?;
         let tb = codec.token_bytes();
-        let (rk, rv) = (codec.key_region_bytes(), codec.value_region_bytes());
+        let rk = codec.key_region_bytes();
         let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
         let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
         let row_of = |b: usize, t: usize, h: usize| &xh[((b * n_comp + t) * kvh + h) * HEAD_DIM..][..HEAD_DIM];
         for b in 0..batch {
             for t in 0..n_comp {
-                let blk = kv.table_host[b * kv.max_blocks + t / 32] as usize;
                 for h in 0..kvh {
                     for p in 0..2 {
                         let (g, cpu): (Vec<u8>, Vec<u8>) = match (codec, p) {
@@ -151,12 +150,12 @@ pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
                                 if t % 32 != 0 {
                                     continue;
                                 }
-                                let at = blk * kv.block_bytes + h * rk;
+                                let at = kv.row_at(0, b, t, h, 0);
                                 let block: Vec<f32> = (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
                                 (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits))
                             }
                             _ => {
-                                let at = blk * kv.block_bytes + p * kvh * rk + h * if p == 0 { rk } else { rv } + (t % 32) * tb;
+                                let at = kv.row_at(0, b, t, h, p);
                                 (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?)
                             }
                         };

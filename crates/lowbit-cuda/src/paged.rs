@@ -268,27 +268,33 @@ impl<'g> GpuKv<'g> {
         self.batch * (nblk * self.block_bytes + 2 * self.kv_heads * self.n_win * 2 * HEAD_DIM + self.kv_heads * GROUP * HEAD_DIM * 4 + nblk * 4)
     }
 
+    /// Byte offset in the pool of token `t` of sequence `b`, KV head `h`,
+    /// plane `plane` (0 = K, 1 = V), copy `copy`: the start of its row, or
+    /// for KIVI keys (coded per block) the start of the block's key region.
+    pub fn row_at(&self, copy: usize, b: usize, t: usize, h: usize, plane: usize) -> usize {
+        let blk = self.table_host[(copy * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
+        let (rk, rv) = (self.codec.key_region_bytes(), self.codec.value_region_bytes());
+        let base = blk * self.block_bytes;
+        match (self.codec, plane) {
+            (KvCodec::Kivi(_), 0) => base + h * rk,
+            (_, 0) => base + h * rk + (t % BLOCK_TOKENS) * self.codec.token_bytes(),
+            _ => base + self.kv_heads * rk + h * rv + (t % BLOCK_TOKENS) * self.codec.token_bytes(),
+        }
+    }
+
     /// Decoded K and V rows of sequence `b`, KV head `h`, copy `copy` (f32,
     /// compressed tokens then window rows), from the device bytes through
     /// lowbit-quant's decoder — the CPU reference reads the same data.
     pub fn decoded_rows(&self, pool_host: &[u8], copy: usize, b: usize, h: usize) -> Result<[Vec<f32>; 2]> {
         let fmt = self.codec.cpu_format()?;
-        let tb = self.codec.token_bytes();
-        let (rk, rv) = (self.codec.key_region_bytes(), self.codec.value_region_bytes());
+        let (tb, rk) = (self.codec.token_bytes(), self.codec.key_region_bytes());
         let mut out = [Vec::new(), Vec::new()];
         for (p, rows) in out.iter_mut().enumerate() {
             for t in 0..self.n_comp {
-                let blk = self.table_host[(copy * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
-                let base = blk * self.block_bytes;
+                let at = self.row_at(copy, b, t, h, p);
                 match (self.codec, p) {
-                    (KvCodec::Kivi(bits), 0) => {
-                        let region = &pool_host[base + h * rk..base + (h + 1) * rk];
-                        rows.extend(kivi_key_row(region, t % BLOCK_TOKENS, bits));
-                    }
-                    _ => {
-                        let at = base + p * self.kv_heads * rk + h * if p == 0 { rk } else { rv } + (t % BLOCK_TOKENS) * tb;
-                        rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?);
-                    }
+                    (KvCodec::Kivi(bits), 0) => rows.extend(kivi_key_row(&pool_host[at..at + rk], t % BLOCK_TOKENS, bits)),
+                    _ => rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?),
                 }
             }
             let w0 = ((b * 2 + p) * self.kv_heads + h) * self.window * HEAD_DIM;

@@ -3,7 +3,8 @@
 //! codes ([`crate::coder`]), optionally the raw vectors or 8-bit residual
 //! codes too for re-ranking.
 
-use half::{f16, slice::HalfFloatSliceExt};
+use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use lowbit_quant::simd;
 use rayon::prelude::*;
 
@@ -388,7 +389,7 @@ impl Index {
                     code_dots(&list.codes, coder.code_bytes(), coder.bits, &coder.cb.levels, y, &mut s.dots);
                     // Bulk f16 → f32 (F16C when the CPU has it).
                     s.scal.resize(list.scal.len(), 0.0);
-                    let halves: &[f16] = bytemuck_f16(&list.scal);
+                    let halves: &[f16] = list.scal.reinterpret_cast();
                     halves.convert_to_f32_slice(&mut s.scal);
                     match self.metric {
                         Metric::L2 => {
@@ -452,12 +453,6 @@ struct Scratch {
     qd: Vec<f32>,
     dots: Vec<f32>,
     scal: Vec<f32>,
-}
-
-/// Stored f16 bit patterns viewed as `f16`.
-fn bytemuck_f16(bits: &[u16]) -> &[f16] {
-    // SAFETY: f16 is a `repr(transparent)` wrapper of u16.
-    unsafe { std::slice::from_raw_parts(bits.as_ptr() as *const f16, bits.len()) }
 }
 
 #[cfg(test)]
