@@ -17,6 +17,9 @@ use crate::topk::TopK;
 /// Training sample per list, as FAISS (`max_points_per_centroid`).
 const SAMPLE_PER_LIST: usize = 256;
 const KMEANS_ITERS: usize = 20;
+/// Results per query at most (with the re-rank factor, candidates per
+/// query stay far from overflowing and from exhausting memory).
+pub const MAX_K: usize = 1 << 20;
 
 /// Progress of long work: (stage, done, total).
 pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
@@ -320,8 +323,8 @@ impl Index {
             return Err(IndexError::NotTrained);
         }
         let nq = check_rows(queries, self.dim, "query")?;
-        if k == 0 {
-            return Err(IndexError::Input("k must be at least 1".into()));
+        if k == 0 || k > MAX_K {
+            return Err(IndexError::Input(format!("k must be in 1..={MAX_K}, got {k}")));
         }
         let nprobe = nprobe.clamp(1, self.nlist());
         let mut ids = vec![-1i64; nq * k];
@@ -482,6 +485,7 @@ mod tests {
         assert!(ix.add(&x, Some(&[1, 2]), &|_, _, _| {}).is_err());
         ix.add(&x, None, &|_, _, _| {}).unwrap();
         assert!(ix.search(&x[..8], 0, 1).is_err());
+        assert!(ix.search(&x[..8], 100_000_000_000, 1).unwrap_err().to_string().contains("k must be"));
         assert!(ix.search(&nan[8..16], 3, 1).is_err());
         assert!(Index::new(spec, Metric::L2, 0, 1).is_err());
         // More results than vectors: the rest are −1.
