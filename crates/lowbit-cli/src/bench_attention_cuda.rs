@@ -4,13 +4,14 @@
 
 use anyhow::{Context, Result};
 use lowbit_cuda::bench::{self, Baseline};
-use lowbit_cuda::{Gpu, KvCodec};
+use lowbit_cuda::{AttnKernel, Gpu, KvCodec};
 use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// KV codecs timed on the GPU (`;`-separated).
-    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4;turbo3;turbo2;kivi4;kivi2")]
+    /// Attention kernels timed on the GPU (`;`-separated): a KV codec, or
+    /// `turbo4-tc` for the tensor-core kernel.
+    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4-tc;turbo4;turbo3;turbo2;kivi4;kivi2")]
     gpu_codecs: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     gpu_batch: Vec<usize>,
@@ -71,13 +72,13 @@ fn read_baseline(p: &std::path::Path) -> Result<Baseline> {
 }
 
 pub fn run(a: &Args, json: bool) -> Result<()> {
-    let codecs: Vec<KvCodec> = a.gpu_codecs.iter().map(|c| KvCodec::parse(c)).collect::<Result<_, _>>()?;
+    let codecs: Vec<AttnKernel> = a.gpu_codecs.iter().map(|c| AttnKernel::parse(c)).collect::<Result<_, _>>()?;
     let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
     let gpu = Gpu::open()?;
     eprintln!("{} ({}): checking kernels against the CPU reference ...", gpu.name, gpu.arch);
     let mut kernel_registers = Vec::new();
     for c in &codecs {
-        for k in [format!("attn_{}", c.name()), format!("quant_{}", c.name())] {
+        for k in [c.function(), format!("quant_{}", c.codec.name())] {
             let f = gpu.function(&k)?;
             kernel_registers.push((k, f.num_regs()?, f.local_size_bytes()?));
         }
@@ -85,7 +86,9 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
     let checks = bench::check(&gpu, &codecs)?;
     let copy = bench::copy_bandwidth(&gpu)?;
     let mut quant = Vec::new();
-    for &c in &codecs {
+    let mut quantized: Vec<KvCodec> = codecs.iter().map(|k| k.codec).collect();
+    quantized.dedup();
+    for c in quantized {
         let r = bench::quant_rate(&gpu, c)?;
         quant.push((r.codec, r.vectors_per_sec));
     }
@@ -96,7 +99,7 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
             for &c in &codecs {
                 eprintln!("timing {} batch {batch} ctx {ctx} ...", c.name());
                 let t = bench::time(&gpu, c, batch, ctx, a.gpu_window, a.gpu_launches)?;
-                if c == KvCodec::F16 {
+                if c.codec == KvCodec::F16 {
                     f16 = Some(t.micros);
                 }
                 rows.push(Row {

@@ -10,7 +10,7 @@ use lowbit_quant::rng::SplitMix64;
 
 use crate::device::Gpu;
 use crate::error::Result;
-use crate::paged::{GpuKv, KvCodec, GROUP, HEAD_DIM};
+use crate::paged::{AttnKernel, GpuKv, KvCodec, GROUP, HEAD_DIM};
 
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -117,75 +117,87 @@ fn random_q(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.normal() as f32).collect()
 }
 
-/// Check quantize-on-append and decode attention of every codec against
-/// the CPU on the same bytes: 2 sequences of 1000 compressed tokens (a
-/// partial last block) plus 40 of 64 window rows, 8 KV heads, scattered
-/// blocks, the second of two copies.
-pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
-    let mut out = Vec::new();
-    let (batch, kvh) = (2, 8);
-    for &codec in codecs {
-        // KIVI keys are coded per full block: 992 tokens (31 blocks) there.
-        let n_comp = if matches!(codec, KvCodec::Kivi(_)) { 992 } else { 1000 };
-        let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, 64, 40, 2, 7)?;
-        // Quantize check: both planes of copy 0 against lowbit's CPU encoders.
-        let mut x = gpu.stream.alloc_zeros::<f32>(batch * n_comp * kvh * HEAD_DIM)?;
-        fill(gpu, &mut x, 11)?;
-        kv.append(0, 0, &x, n_comp, 0)?;
-        kv.append(0, 1, &x, n_comp, 0)?;
-        let xh = gpu.stream.clone_dtoh(&x)?;
-        let pool = gpu.stream.clone_dtoh(&kv.pool)?;
-        let fmt = codec.cpu_format()?;
-        let tb = codec.token_bytes();
-        let rk = codec.key_region_bytes();
-        let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
-        let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
-        let row_of = |b: usize, t: usize, h: usize| &xh[((b * n_comp + t) * kvh + h) * HEAD_DIM..][..HEAD_DIM];
-        for b in 0..batch {
-            for t in 0..n_comp {
-                for h in 0..kvh {
-                    for p in 0..2 {
-                        let (g, cpu): (Vec<u8>, Vec<u8>) = match (codec, p) {
-                            (KvCodec::Kivi(bits), 0) => {
-                                if t % 32 != 0 {
-                                    continue;
-                                }
-                                let at = kv.row_at(0, b, t, h, 0);
-                                let block: Vec<f32> = (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
-                                (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits))
+/// Quantize both planes of copy 0 on the device and compare with lowbit's
+/// CPU encoders (bytes and decoded values).
+fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
+    let (codec, batch, kvh, n_comp) = (kv.codec, kv.batch, kv.kv_heads, kv.n_comp);
+    // Quantize check: both planes of copy 0 against lowbit's CPU encoders.
+    let mut x = gpu.stream.alloc_zeros::<f32>(batch * n_comp * kvh * HEAD_DIM)?;
+    fill(gpu, &mut x, 11)?;
+    kv.append(0, 0, &x, n_comp, 0)?;
+    kv.append(0, 1, &x, n_comp, 0)?;
+    let xh = gpu.stream.clone_dtoh(&x)?;
+    let pool = gpu.stream.clone_dtoh(&kv.pool)?;
+    let fmt = codec.cpu_format()?;
+    let tb = codec.token_bytes();
+    let rk = codec.key_region_bytes();
+    let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
+    let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
+    let row_of = |b: usize, t: usize, h: usize| &xh[((b * n_comp + t) * kvh + h) * HEAD_DIM..][..HEAD_DIM];
+    for b in 0..batch {
+        for t in 0..n_comp {
+            for h in 0..kvh {
+                for p in 0..2 {
+                    let (g, cpu): (Vec<u8>, Vec<u8>) = match (codec, p) {
+                        (KvCodec::Kivi(bits), 0) => {
+                            if t % 32 != 0 {
+                                continue;
                             }
-                            _ => {
-                                let at = kv.row_at(0, b, t, h, p);
-                                (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?)
-                            }
-                        };
-                        same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
-                        total += g.len();
-                        let (gd, cd) = match (codec, p) {
-                            (KvCodec::Kivi(bits), 0) => {
-                                let f = |r: &[u8]| (0..32).flat_map(|tt| crate::paged::kivi_key_row(r, tt, bits)).collect::<Vec<f32>>();
-                                (f(&g), f(&cpu))
-                            }
-                            _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?),
-                        };
-                        let cdf: Vec<f64> = cd.iter().map(|&v| v as f64).collect();
-                        if rel_err(&gd, &cdf) > 1e-2 {
-                            bad += 1;
-                            if bad <= 3 {
-                                eprintln!("{}: plane {p} b {b} t {t} h {h} differs: gpu {:?}… cpu {:?}…", codec.name(), &g[..12.min(g.len())], &cpu[..12.min(cpu.len())]);
-                            }
+                            let at = kv.row_at(0, b, t, h, 0);
+                            let block: Vec<f32> = (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
+                            (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits))
                         }
-                        gpu_dec.extend(gd);
-                        cpu_dec.extend(cdf);
+                        _ => {
+                            let at = kv.row_at(0, b, t, h, p);
+                            (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?)
+                        }
+                    };
+                    same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
+                    total += g.len();
+                    let (gd, cd) = match (codec, p) {
+                        (KvCodec::Kivi(bits), 0) => {
+                            let f = |r: &[u8]| (0..32).flat_map(|tt| crate::paged::kivi_key_row(r, tt, bits)).collect::<Vec<f32>>();
+                            (f(&g), f(&cpu))
+                        }
+                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?),
+                    };
+                    let cdf: Vec<f64> = cd.iter().map(|&v| v as f64).collect();
+                    if rel_err(&gd, &cdf) > 1e-2 {
+                        bad += 1;
+                        if bad <= 3 {
+                            eprintln!("{}: plane {p} b {b} t {t} h {h} differs: gpu {:?}… cpu {:?}…", codec.name(), &g[..12.min(g.len())], &cpu[..12.min(cpu.len())]);
+                        }
                     }
+                    gpu_dec.extend(gd);
+                    cpu_dec.extend(cdf);
                 }
             }
         }
-        let e = rel_err(&gpu_dec, &cpu_dec);
-        if bad > 0 {
-            eprintln!("{}: {bad} coded rows/regions differ by more than 1%", codec.name());
+    }
+    let e = rel_err(&gpu_dec, &cpu_dec);
+    if bad > 0 {
+        eprintln!("{}: {bad} coded rows/regions differ by more than 1%", codec.name());
+    }
+    out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same as f64 / total as f64), pass: e <= TOLERANCE });
+    Ok(())
+}
+
+/// Check quantize-on-append and decode attention of every codec against
+/// the CPU on the same bytes: 2 sequences of 1000 compressed tokens (a
+/// partial last block) plus 40 of 64 window rows, 8 KV heads, scattered
+/// blocks, the second of two copies. The quantize check runs once per codec.
+pub fn check(gpu: &Gpu, kernels: &[AttnKernel]) -> Result<Vec<Check>> {
+    let mut out = Vec::new();
+    let (batch, kvh) = (2, 8);
+    for (ki, &kernel) in kernels.iter().enumerate() {
+        let codec = kernel.codec;
+        // KIVI keys are coded per full block: 992 tokens (31 blocks) there.
+        let n_comp = if matches!(codec, KvCodec::Kivi(_)) { 992 } else { 1000 };
+        let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, 64, 40, 2, 7)?;
+        kv.tensor_cores = kernel.tensor_cores;
+        if !kernels[..ki].iter().any(|k| k.codec == codec) {
+            quant_check(gpu, &mut kv, &mut out)?;
         }
-        out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same as f64 / total as f64), pass: e <= TOLERANCE });
         // Attention check on copy 1.
         fill_cache(gpu, &mut kv, 100)?;
         let heads = kvh * GROUP;
@@ -199,7 +211,7 @@ pub fn check(gpu: &Gpu, codecs: &[KvCodec]) -> Result<Vec<Check>> {
         let pool = gpu.stream.clone_dtoh(&kv.pool)?;
         let want = reference(&kv, &pool, 1, &qh)?;
         let e = rel_err(&got, &want);
-        out.push(Check { kernel: format!("attn_{}", codec.name()), rel_err: e, same_bytes: None, pass: e <= TOLERANCE });
+        out.push(Check { kernel: kernel.function(), rel_err: e, same_bytes: None, pass: e <= TOLERANCE });
     }
     Ok(out)
 }
@@ -212,8 +224,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Time decode attention (all kernels of one call) with CUDA events:
 /// warm-up, then `launches` calls rotating over enough copies of the cache
 /// to exceed the L2 cache; the median per call.
-pub fn time(gpu: &Gpu, codec: KvCodec, batch: usize, ctx: usize, window: usize, launches: usize) -> Result<Timing> {
-    let kvh = 8;
+pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usize, launches: usize) -> Result<Timing> {
+    let (kvh, codec) = (8, kernel.codec);
     if ctx <= window || launches == 0 || (ctx - window) % 32 != 0 {
         return Err(crate::CudaError::Shape(format!("timing needs ctx > window, (ctx − window) a multiple of 32 and ≥ 1 launch (ctx {ctx}, window {window}, launches {launches})")));
     }
@@ -221,6 +233,7 @@ pub fn time(gpu: &Gpu, codec: KvCodec, batch: usize, ctx: usize, window: usize, 
     let per_copy = batch * n_comp.div_ceil(32) * 2 * kvh * 32 * codec.token_bytes();
     let copies = (512usize << 20).div_ceil(per_copy).clamp(1, 64);
     let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, window, window, copies, 3)?;
+    kv.tensor_cores = kernel.tensor_cores;
     fill_cache(gpu, &mut kv, 1000)?;
     let heads = kvh * GROUP;
     let q = gpu.stream.clone_htod(&random_q(batch * heads * HEAD_DIM, 9))?;
@@ -240,7 +253,7 @@ pub fn time(gpu: &Gpu, codec: KvCodec, batch: usize, ctx: usize, window: usize, 
     let ms: Vec<f64> = events.iter().map(|(a, b)| a.elapsed_ms(b).map(|v| v as f64)).collect::<std::result::Result<_, _>>()?;
     let micros = median(ms) * 1e3;
     let bytes = kv.bytes_read();
-    Ok(Timing { codec: codec.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
+    Ok(Timing { codec: kernel.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
 }
 
 /// Quantize-on-append rate: 8 sequences × 2048 tokens × 8 KV heads of one

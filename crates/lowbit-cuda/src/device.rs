@@ -10,7 +10,17 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 use crate::error::{CudaError, Result};
 
 /// Every kernel source, in dependency order.
-pub const SOURCE: [&str; 3] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/quantize.cu")];
+pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
+
+/// Kernels that take dynamic shared memory, and how much (bytes): the
+/// tensor-core attention's lane-private pair table (256 entries × 32 lanes
+/// × 4 B) and its 8 warps' two stages of a block's K and V regions (+ 16).
+pub const DYNAMIC_SHARED: [(&str, u32); 1] = [("attn_turbo4_tc", 256 * 32 * 4 + 8 * 2 * (32 * 2 * 66 + 16))];
+
+/// Dynamic shared memory a kernel is launched with (0 for most).
+pub fn dynamic_shared(kernel: &str) -> u32 {
+    DYNAMIC_SHARED.iter().find(|(k, _)| *k == kernel).map_or(0, |(_, b)| *b)
+}
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
 /// would otherwise abort the process).
@@ -75,6 +85,10 @@ impl Gpu {
         let (major, minor) = ctx.compute_capability()?;
         let arch = arch_for(major, minor);
         let module = ctx.load_module(compile(&arch)?)?;
+        for (name, bytes) in DYNAMIC_SHARED {
+            // With the static shared memory this passes the default 48 KB limit.
+            module.load_function(name)?.set_attribute(cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)?;
+        }
         Ok(Gpu { stream: ctx.default_stream(), name: ctx.name()?, ctx, module, arch })
     }
 

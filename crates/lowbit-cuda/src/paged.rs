@@ -84,9 +84,40 @@ impl KvCodec {
     }
 }
 
+/// A decode-attention kernel: the codec it reads and whether it runs the
+/// products on tensor cores (`turbo4-tc`) or on CUDA cores (`turbo4`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnKernel {
+    pub codec: KvCodec,
+    pub tensor_cores: bool,
+}
+
+impl AttnKernel {
+    pub fn parse(s: &str) -> Result<AttnKernel> {
+        let (c, tensor_cores) = match s.strip_suffix("-tc") {
+            Some(c) => (c, true),
+            None => (s, false),
+        };
+        let codec = KvCodec::parse(c)?;
+        if tensor_cores && codec != KvCodec::Turbo(4) {
+            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (only turbo4-tc)")));
+        }
+        Ok(AttnKernel { codec, tensor_cores })
+    }
+    pub fn name(self) -> String {
+        format!("{}{}", self.codec.name(), if self.tensor_cores { "-tc" } else { "" })
+    }
+    /// The kernel's name in the PTX.
+    pub fn function(self) -> String {
+        format!("attn_{}{}", self.codec.name(), if self.tensor_cores { "_tc" } else { "" })
+    }
+}
+
 pub struct GpuKv<'g> {
     gpu: &'g Gpu,
     pub codec: KvCodec,
+    /// Run decode attention on tensor cores (turbo4 only).
+    pub tensor_cores: bool,
     pub batch: usize,
     pub kv_heads: usize,
     /// Block-table width (blocks per sequence).
@@ -148,6 +179,7 @@ impl<'g> GpuKv<'g> {
         Ok(GpuKv {
             gpu,
             codec,
+            tensor_cores: false,
             batch,
             kv_heads,
             max_blocks,
@@ -206,9 +238,13 @@ impl<'g> GpuKv<'g> {
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
+    /// The tensor-core kernel (2 thread blocks of 8 warps per multiprocessor,
+    /// a table to build per thread block) wants 4 thread blocks per
+    /// multiprocessor and ≥ 16 cache blocks per split.
     pub fn splits(&self) -> usize {
-        let want = (16 * 132usize).div_ceil(self.batch * self.kv_heads);
-        want.clamp(1, self.max_blocks.div_ceil(8).max(1))
+        let (per_sm, min_blocks) = if self.tensor_cores { (4, 16) } else { (16, 8) };
+        let want = (per_sm * 132usize).div_ceil(self.batch * self.kv_heads);
+        want.clamp(1, self.max_blocks.div_ceil(min_blocks).max(1))
     }
 
     /// Partial-state buffer size for [`GpuKv::attend`].
@@ -231,8 +267,10 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
         let table = self.table.slice(copy * self.batch * self.max_blocks..);
-        let f = self.gpu.function(&format!("attn_{}", self.codec.name()))?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
+        let name = AttnKernel { codec: self.codec, tensor_cores: self.tensor_cores }.function();
+        let f = self.gpu.function(&name)?;
+        let threads = if self.tensor_cores { 256 } else { NT };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (threads, 1, 1), shared_mem_bytes: crate::device::dynamic_shared(&name) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&nparts).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
         // SAFETY: argument list matches attn_* in attention.cu; buffer sizes checked above.

@@ -1,0 +1,310 @@
+// Decode attention on tensor cores for the turbo codecs (same cache layout,
+// arguments and partial results as attn_* in attention.cu).
+//
+// Each warp takes whole cache blocks (32 tokens) on its own, copied into a
+// private two-stage shared-memory ring with cp.async, and keeps its own
+// online-softmax state; the 8 warps of a thread block merge at the end.
+// Both products run as mma.m16n8k16 (f16 inputs, f32 accumulation):
+//
+//   scores  Sᵀ[row][t] = Σ_d Q[row][d] · K[t][d]   A = Q, B = Kᵀ
+//   values  Oᵀ[d][col] += Σ_t V[t][d] · P[t][col]  A = Vᵀ, B = Pᵀ
+//
+// Rows/columns 0–3 of Q and P are the 4 query heads rounded to f16, 4–7
+// the rounding remainders (hi + lo keeps f32 accuracy at no extra cost:
+// the MMA has 8 columns either way). Codes become f16 operands through a
+// 256-entry shared-memory table: byte e → (level[e & 15], level[e >> 4])
+// as one f16 pair, i.e. one load per MMA operand register. Keys index it
+// with their code bytes (two neighbouring dimensions); values with a byte
+// built from two tokens' codes of one dimension (the PV product pairs
+// tokens). Each lane has its own copy of the table in its own bank (32 KB
+// per thread block), so the random indices never conflict. The dot
+// products are sums over d (and t), so each thread's fragment may take any
+// fixed subset of dimensions (tokens) as long as both operands agree:
+// threads read contiguous code bytes instead of the MMA's native columns.
+
+#define TC_NT 256            // threads per thread block (8 warps share one table)
+#define NW (TC_NT / 32)
+#define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word load_words reads past a row)
+
+__device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
+
+__device__ __forceinline__ void mma16816(float c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    u32 s = (u32)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// N 32-bit words starting at a 2-byte aligned shared-memory address.
+template <int N>
+__device__ __forceinline__ void load_words(const u8* p, u32 w[N]) {
+    const u32* a = (const u32*)(p - ((size_t)p & 2));  // pointer arithmetic keeps the shared address space
+    const u32 sh = ((size_t)p & 2) * 8;
+    u32 prev = a[0];
+    #pragma unroll
+    for (int k = 0; k < N; k++) {
+        u32 next = a[k + 1];
+        w[k] = __funnelshift_r(prev, next, sh);
+        prev = next;
+    }
+}
+
+// Dynamic shared memory: the pair table (lane-major: entry e of lane l at
+// word 32e + l), then each warp's two stages; the stages are reused for
+// the final merge.
+#define TC_LUT_BYTES (256 * 32 * 4)
+#define TC_DYN_BYTES (TC_LUT_BYTES + NW * 2 * SLOT)
+struct TcMerge {
+    float o[NW][G][D];
+    float m[NW][G], l[NW][G];
+};
+
+template <int BITS>
+__device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
+                              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
+                              float* part, float attn_scale) {
+    static_assert(BITS == 4, "tensor-core kernel written for 4-bit codes");
+    constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112)
+    extern __shared__ __align__(16) u8 dyn[];
+    u32* pair_lut = (u32*)dyn;
+    u8* stages = dyn + TC_LUT_BYTES;
+    __shared__ float qs[G][D];
+    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, gi = lane >> 2, ci = lane & 3;
+
+    // Table: thread x < 256 makes entry x and writes its 32 lane copies.
+    if (threadIdx.x < 256) {
+        const int e = threadIdx.x;
+        const u32 v = pack_h2(levels[e & 15], levels[e >> 4]);
+        uint4* row = (uint4*)(pair_lut + 32 * e);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) row[k] = make_uint4(v, v, v, v);
+    }
+    // Rotated q of the G heads: signs, then the Walsh–Hadamard transform of
+    // all heads at once (one butterfly per thread and stage).
+    for (int x = threadIdx.x; x < G * D; x += TC_NT) qs[x / D][x % D] = q[((i64)b * kvh * G + h * G) * D + x] * signs[x % D];
+    for (int len = 1; len < D; len <<= 1) {
+        __syncthreads();
+        for (int x = threadIdx.x; x < G * D / 2; x += TC_NT) {
+            const int g = x / (D / 2), i = x % (D / 2);
+            const int j = (i / len) * 2 * len + (i % len);
+            const float u = qs[g][j], v = qs[g][j + len];
+            qs[g][j] = u + v;
+            qs[g][j + len] = u - v;
+        }
+    }
+    __syncthreads();
+    // Q fragments: row gi = head gi & 3 (f16 part for gi < 4, remainder
+    // otherwise); k-step ks covers dimensions 32·ci + 4·ks + 0..3.
+    u32 qa[8], qb[8];
+    {
+        const float* qr = qs[gi & 3];
+        #pragma unroll
+        for (int ks = 0; ks < 8; ks++) {
+            float v[4];
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = qr[32 * ci + 4 * ks + e] * 0.08838834764831845f;  // 1/√D of the transform
+                v[e] = gi < 4 ? x : x - h2f(f2h(x));
+            }
+            qa[ks] = pack_h2(v[0], v[1]);
+            qb[ks] = pack_h2(v[2], v[3]);
+        }
+    }
+    const u32* lut = pair_lut + lane;
+    const float kscale = 0.08838834764831845f * attn_scale, vscale = 0.08838834764831845f;
+
+    float o[8][4];
+    #pragma unroll
+    for (int mt = 0; mt < 8; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
+    float m_run = -INFINITY, l_run = 0.f;  // head gi & 3
+
+    const int n = n_comp[b];
+    const int nblk = (n + BT - 1) / BT;
+    const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
+    const int* tab = table + (i64)b * max_blocks;
+    // This warp's blocks are b0 + w + NW·k; lane k holds the pool index of
+    // the k-th (read up front: a table read per block would stall the warp
+    // for a memory round trip before each copy could start).
+    const int mine = b0 + w + NW * lane < b1 ? tab[b0 + w + NW * lane] : 0;
+    auto issue = [&](int i, int slot) {
+        const int nth = (i - b0 - w) / NW;
+        const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
+        const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
+        const uint4* k = (const uint4*)(base + (i64)h * RB);
+        const uint4* v = (const uint4*)(base + (i64)kvh * RB + (i64)h * RB);
+        uint4* dst = (uint4*)(stages + (2 * w + slot) * SLOT);
+        #pragma unroll
+        for (int r = 0; r < (2 * RB / 16 + 31) / 32; r++) {
+            const int x = lane + 32 * r;
+            if (x < RB / 16) cp_async16(dst + x, k + x);
+            else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
+        }
+        cp_async_commit();
+    };
+    int i = b0 + w;
+    if (i < b1) issue(i, 0);
+    for (int slot = 0; i < b1; i += NW, slot ^= 1) {
+        if (i + NW < b1) {
+            issue(i + NW, slot ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncwarp();
+        const u8* kb = stages + (2 * w + slot) * SLOT;
+        const u8* vb = kb + RB;
+        const int nv = min(BT, n - i * BT);
+
+        // Scores for the 4 groups of 8 tokens: this lane decodes token 8j + gi,
+        // dimensions 32·ci .. 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
+        float s[4][2];
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+            u32 wd[4];
+            load_words<4>(kb + (8 * j + gi) * TB + 2 + 16 * ci, wd);
+            // Two accumulators: shorter chains of dependent MMAs.
+            float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+            #pragma unroll
+            for (int k = 0; k < 4; k++) {
+                #pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const u32 b01 = lut[32 * __byte_perm(wd[k], 0, 0x4440 + 2 * half)];
+                    const u32 b23 = lut[32 * __byte_perm(wd[k], 0, 0x4441 + 2 * half)];
+                    mma16816(c[half], qa[2 * k + half], 0u, qb[2 * k + half], 0u, b01, b23);
+                }
+            }
+            s[j][0] = c[0][0] + c[1][0];
+            s[j][1] = c[0][1] + c[1][1];
+        }
+        // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
+        float mx = -INFINITY;
+        #pragma unroll
+        for (int j = 0; j < 4; j++)
+            #pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int t = 8 * j + 2 * ci + e;
+                float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
+                v *= h2f(*(const u16*)(kb + t * TB)) * kscale;
+                s[j][e] = t < nv ? v : -INFINITY;
+                mx = fmaxf(mx, s[j][e]);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mnew = fmaxf(m_run, mx);
+        const float corr = __expf(m_run - mnew);
+        float sum = 0.f;
+        u32 pb[4];  // Pᵀ fragments: pb[j] = tokens 8j + 2ci + {0,1}, column gi
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float pv[2];
+            #pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int t = 8 * j + 2 * ci + e;
+                float p = t < nv ? __expf(s[j][e] - mnew) : 0.f;
+                sum += p;
+                float x = t < nv ? p * h2f(*(const u16*)(vb + t * TB)) * vscale : 0.f;
+                pv[e] = gi < 4 ? x : x - h2f(f2h(x));
+            }
+            pb[j] = pack_h2(pv[0], pv[1]);
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        l_run = l_run * corr + sum;
+        m_run = mnew;
+        // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
+        // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
+        const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
+        const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
+        #pragma unroll
+        for (int mt = 0; mt < 8; mt++) {
+            o[mt][0] *= c0; o[mt][1] *= c1;
+            o[mt][2] *= c0; o[mt][3] *= c1;
+        }
+        // Values, two tiles of 16 tokens: this lane decodes tokens
+        // 16tt + 2ci + {0, 1, 8, 9}, dimensions 16·gi .. 16·gi + 15; m-tile mt's
+        // rows gi / gi + 8 are dimensions 16·gi + 2mt / + 1.
+        #pragma unroll
+        for (int tt = 0; tt < 2; tt++) {
+            const int t0 = 16 * tt + 2 * ci;
+            u32 wv[4][2];
+            #pragma unroll
+            for (int r = 0; r < 4; r++) load_words<2>(vb + (t0 + (r & 1) + 8 * (r >> 1)) * TB + 2 + 8 * gi, wv[r]);
+            #pragma unroll
+            for (int k = 0; k < 2; k++) {
+                // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
+                // for the token pair (low nibble = first token).
+                u32 ev[2], od[2];
+                #pragma unroll
+                for (int p = 0; p < 2; p++) {
+                    const u32 a = wv[2 * p][k], c = wv[2 * p + 1][k];
+                    ev[p] = (a & 0x0f0f0f0fu) | ((c << 4) & 0xf0f0f0f0u);
+                    od[p] = ((a >> 4) & 0x0f0f0f0fu) | (c & 0xf0f0f0f0u);
+                }
+                #pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const u32 sel = 0x4440 + j;
+                    mma16816(o[4 * k + j], lut[32 * __byte_perm(ev[0], 0, sel)], lut[32 * __byte_perm(od[0], 0, sel)],
+                             lut[32 * __byte_perm(ev[1], 0, sel)], lut[32 * __byte_perm(od[1], 0, sel)], pb[2 * tt], pb[2 * tt + 1]);
+                }
+            }
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    TcMerge& mg = *(TcMerge*)stages;
+    // Merge: f16 part + remainder columns, then the warps' states.
+    #pragma unroll
+    for (int mt = 0; mt < 8; mt++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) o[mt][e] += __shfl_xor_sync(0xffffffffu, o[mt][e], 2);
+    if (ci < 2) {
+        #pragma unroll
+        for (int mt = 0; mt < 8; mt++) {
+            const int d = 16 * gi + 2 * mt;
+            mg.o[w][2 * ci][d] = o[mt][0];
+            mg.o[w][2 * ci + 1][d] = o[mt][1];
+            mg.o[w][2 * ci][d + 1] = o[mt][2];
+            mg.o[w][2 * ci + 1][d + 1] = o[mt][3];
+        }
+    }
+    if (ci == 0 && gi < G) {
+        mg.m[w][gi] = m_run;
+        mg.l[w][gi] = l_run;
+    }
+    __syncthreads();
+    const int d = threadIdx.x % D;
+    for (int g = threadIdx.x / D; g < G; g += TC_NT / D) {
+        float M = -INFINITY;
+        for (int k = 0; k < NW; k++) M = fmaxf(M, mg.m[k][g]);
+        float a = 0.f, l = 0.f;
+        if (M != -INFINITY)
+            for (int k = 0; k < NW; k++) {
+                float e = __expf(mg.m[k][g] - M);
+                a += e * mg.o[k][g][d];
+                l += e * mg.l[k][g];
+            }
+        float* out = part + ((i64)(b * kvh * G + h * G + g) * nparts + split) * (D + 2);
+        out[d] = a;
+        if (d == 0) {
+            out[D] = M;
+            out[D + 1] = l;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TC_NT, 2)
+    attn_turbo4_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
+                   i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
+                   float attn_scale) {
+    attn_turbo_tc<4>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
+                     attn_scale);
+}
