@@ -13,9 +13,9 @@ use crate::error::{CudaError, Result};
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
 /// Kernels that take dynamic shared memory, and how much (bytes): the
-/// tensor-core attention's lane-private pair table (256 entries × 32 lanes
-/// × 4 B) and its 8 warps' two stages of a block's K and V regions (+ 16).
-pub const DYNAMIC_SHARED: [(&str, u32); 1] = [("attn_turbo4_tc", 256 * 32 * 4 + 8 * 2 * (32 * 2 * 66 + 16))];
+/// tensor-core attention's lane-private pair table (256 rows of 256 B) and
+/// its 16 warps' two stages of a block's K and V regions (+ 16).
+pub const DYNAMIC_SHARED: [(&str, u32); 1] = [("attn_turbo4_tc", 256 * 256 + 16 * 2 * (32 * 2 * 66 + 16))];
 
 /// Dynamic shared memory a kernel is launched with (0 for most).
 pub fn dynamic_shared(kernel: &str) -> u32 {

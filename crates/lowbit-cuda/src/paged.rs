@@ -21,6 +21,8 @@ pub const HEAD_DIM: usize = 128;
 pub const GROUP: usize = 4;
 pub const BLOCK_TOKENS: usize = 32;
 const NT: u32 = 128;
+/// Multiprocessors of an H100 SXM (split counts are tuned for it).
+const SMS: usize = 132;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvCodec {
@@ -238,13 +240,18 @@ impl<'g> GpuKv<'g> {
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
-    /// The tensor-core kernel (2 thread blocks of 8 warps per multiprocessor,
-    /// a table to build per thread block) wants 4 thread blocks per
-    /// multiprocessor and ≥ 16 cache blocks per split.
+    /// The tensor-core kernel runs one thread block of 16 warps per
+    /// multiprocessor: at least 2 waves, the split count that fills its
+    /// last wave best (≥ 32 cache blocks per split).
     pub fn splits(&self) -> usize {
-        let (per_sm, min_blocks) = if self.tensor_cores { (4, 16) } else { (16, 8) };
-        let want = (per_sm * 132usize).div_ceil(self.batch * self.kv_heads);
-        want.clamp(1, self.max_blocks.div_ceil(min_blocks).max(1))
+        let heads = self.batch * self.kv_heads;
+        let most = self.max_blocks.div_ceil(if self.tensor_cores { 32 } else { 8 }).max(1);
+        if !self.tensor_cores {
+            return (16 * 132usize).div_ceil(heads).clamp(1, most);
+        }
+        let fill = |s: usize| (heads * s) as f64 / ((heads * s).div_ceil(SMS) * SMS) as f64;
+        let first = (2 * SMS).div_ceil(heads).min(most);
+        (first..=(2 * first).min(most)).fold(first, |best, s| if fill(s) > fill(best) + 1e-9 { s } else { best })
     }
 
     /// Partial-state buffer size for [`GpuKv::attend`].
@@ -269,7 +276,7 @@ impl<'g> GpuKv<'g> {
         let table = self.table.slice(copy * self.batch * self.max_blocks..);
         let name = AttnKernel { codec: self.codec, tensor_cores: self.tensor_cores }.function();
         let f = self.gpu.function(&name)?;
-        let threads = if self.tensor_cores { 256 } else { NT };
+        let threads = if self.tensor_cores { 512 } else { NT };
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (threads, 1, 1), shared_mem_bytes: crate::device::dynamic_shared(&name) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&nparts).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);

@@ -3,7 +3,7 @@
 //
 // Each warp takes whole cache blocks (32 tokens) on its own, copied into a
 // private two-stage shared-memory ring with cp.async, and keeps its own
-// online-softmax state; the 8 warps of a thread block merge at the end.
+// online-softmax state; the 16 warps of a thread block merge at the end.
 // Both products run as mma.m16n8k16 (f16 inputs, f32 accumulation):
 //
 //   scores  Sᵀ[row][t] = Σ_d Q[row][d] · K[t][d]   A = Q, B = Kᵀ
@@ -16,13 +16,14 @@
 // as one f16 pair, i.e. one load per MMA operand register. Keys index it
 // with their code bytes (two neighbouring dimensions); values with a byte
 // built from two tokens' codes of one dimension (the PV product pairs
-// tokens). Each lane has its own copy of the table in its own bank (32 KB
-// per thread block), so the random indices never conflict. The dot
+// tokens). Each lane has its own copy of the table in its own bank, so the
+// random indices never conflict: entry e of lane l sits at byte 256e + 4l,
+// an address a single byte permute makes from the code byte and 4l. The dot
 // products are sums over d (and t), so each thread's fragment may take any
 // fixed subset of dimensions (tokens) as long as both operands agree:
 // threads read contiguous code bytes instead of the MMA's native columns.
 
-#define TC_NT 256            // threads per thread block (8 warps share one table)
+#define TC_NT 512            // threads per thread block (16 warps share one table)
 #define NW (TC_NT / 32)
 #define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word load_words reads past a row)
 
@@ -56,10 +57,10 @@ __device__ __forceinline__ void load_words(const u8* p, u32 w[N]) {
     }
 }
 
-// Dynamic shared memory: the pair table (lane-major: entry e of lane l at
-// word 32e + l), then each warp's two stages; the stages are reused for
-// the final merge.
-#define TC_LUT_BYTES (256 * 32 * 4)
+// Dynamic shared memory: the pair table (entry e of lane l at byte
+// 256e + 4l; bytes 128..255 of each row unused), then each warp's two
+// stages; the stages are reused for the final merge.
+#define TC_LUT_BYTES (256 * 256)
 #define TC_DYN_BYTES (TC_LUT_BYTES + NW * 2 * SLOT)
 struct TcMerge {
     float o[NW][G][D];
@@ -83,7 +84,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     if (threadIdx.x < 256) {
         const int e = threadIdx.x;
         const u32 v = pack_h2(levels[e & 15], levels[e >> 4]);
-        uint4* row = (uint4*)(pair_lut + 32 * e);
+        uint4* row = (uint4*)(pair_lut + 64 * e);
         #pragma unroll
         for (int k = 0; k < 8; k++) row[k] = make_uint4(v, v, v, v);
     }
@@ -118,7 +119,9 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             qb[ks] = pack_h2(v[2], v[3]);
         }
     }
-    const u32* lut = pair_lut + lane;
+    const u32 lane4 = 4 * lane;
+    // Table entry of byte j of x, for this lane.
+    auto lut = [&](u32 x, int j) { return *(const u32*)(dyn + __byte_perm(x, lane4, 0x5504 + 16 * j)); };
     const float kscale = 0.08838834764831845f * attn_scale, vscale = 0.08838834764831845f;
 
     float o[8][4];
@@ -176,8 +179,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             for (int k = 0; k < 4; k++) {
                 #pragma unroll
                 for (int half = 0; half < 2; half++) {
-                    const u32 b01 = lut[32 * __byte_perm(wd[k], 0, 0x4440 + 2 * half)];
-                    const u32 b23 = lut[32 * __byte_perm(wd[k], 0, 0x4441 + 2 * half)];
+                    const u32 b01 = lut(wd[k], 2 * half), b23 = lut(wd[k], 2 * half + 1);
                     mma16816(c[half], qa[2 * k + half], 0u, qb[2 * k + half], 0u, b01, b23);
                 }
             }
@@ -221,12 +223,15 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         m_run = mnew;
         // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
         // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
-        const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
-        const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
-        #pragma unroll
-        for (int mt = 0; mt < 8; mt++) {
-            o[mt][0] *= c0; o[mt][1] *= c1;
-            o[mt][2] *= c0; o[mt][3] *= c1;
+        // (Skipped while no head's maximum moved: most blocks once it settles.)
+        if (__any_sync(0xffffffffu, corr != 1.f)) {
+            const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
+            const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
+            #pragma unroll
+            for (int mt = 0; mt < 8; mt++) {
+                o[mt][0] *= c0; o[mt][1] *= c1;
+                o[mt][2] *= c0; o[mt][3] *= c1;
+            }
         }
         // Values, two tiles of 16 tokens: this lane decodes tokens
         // 16tt + 2ci + {0, 1, 8, 9}, dimensions 16·gi .. 16·gi + 15; m-tile mt's
@@ -250,9 +255,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                 }
                 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const u32 sel = 0x4440 + j;
-                    mma16816(o[4 * k + j], lut[32 * __byte_perm(ev[0], 0, sel)], lut[32 * __byte_perm(od[0], 0, sel)],
-                             lut[32 * __byte_perm(ev[1], 0, sel)], lut[32 * __byte_perm(od[1], 0, sel)], pb[2 * tt], pb[2 * tt + 1]);
+                    mma16816(o[4 * k + j], lut(ev[0], j), lut(od[0], j), lut(ev[1], j), lut(od[1], j), pb[2 * tt], pb[2 * tt + 1]);
                 }
             }
         }
@@ -301,7 +304,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(TC_NT, 2)
+extern "C" __global__ void __launch_bounds__(TC_NT, 1)
     attn_turbo4_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                    i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
                    float attn_scale) {
