@@ -25,7 +25,7 @@
 
 #define TC_NT 512            // threads per thread block (16 warps share one table)
 #define NW (TC_NT / 32)
-#define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word load_words reads past a row)
+#define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word `words` reads past a row)
 
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 
@@ -43,15 +43,15 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
-// N 32-bit words starting at a 2-byte aligned shared-memory address.
+// N 32-bit words of a shared-memory row that starts `sh` bits (0 or 16)
+// past the word-aligned address `p`.
 template <int N>
-__device__ __forceinline__ void load_words(const u8* p, u32 w[N]) {
-    const u32* a = (const u32*)(p - ((size_t)p & 2));  // pointer arithmetic keeps the shared address space
-    const u32 sh = ((size_t)p & 2) * 8;
+__device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
+    const u32* a = (const u32*)p;
     u32 prev = a[0];
     #pragma unroll
     for (int k = 0; k < N; k++) {
-        u32 next = a[k + 1];
+        const u32 next = a[k + 1];
         w[k] = __funnelshift_r(prev, next, sh);
         prev = next;
     }
@@ -152,6 +152,114 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         }
         cp_async_commit();
     };
+    // Lane constants: the word-aligned offsets of this lane's key chunk
+    // (row gi, bytes 2 + 16ci.., and how far it sits past a word) and of its
+    // value rows (row 2ci, bytes 2 + 8gi..; + 8 rows per group of 8).
+    const int koff = (gi * TB + 2 + 16 * ci) & ~3, ksh = ((gi * TB + 2 + 16 * ci) & 2) * 8;
+    const int voff = 2 * ci * TB + 8 * gi;
+    // One cache block already in this warp's stage: scores, softmax update,
+    // values. FULL: all 32 tokens valid (no masks).
+    // (A lambda, so each call below is inlined with FULL a constant.)
+    auto absorb = [&](const u8* kb, int nv, bool FULL) {
+        const u8* vb = kb + RB;
+
+            // Scores for the 4 groups of 8 tokens: this lane decodes token 8j + gi,
+            // dimensions 32·ci .. 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
+            float s[4][2];
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                u32 wd[4];
+                words<4>(kb + koff + 8 * j * TB, ksh, wd);
+                // Two accumulators: shorter chains of dependent MMAs.
+                float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                #pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    #pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        const u32 b01 = lut(wd[k], 2 * half), b23 = lut(wd[k], 2 * half + 1);
+                        mma16816(c[half], qa[2 * k + half], 0u, qb[2 * k + half], 0u, b01, b23);
+                    }
+                }
+                s[j][0] = c[0][0] + c[1][0];
+                s[j][1] = c[0][1] + c[1][1];
+            }
+            // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
+            float mx = -INFINITY;
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+                #pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int t = 8 * j + 2 * ci + e;
+                    float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
+                    v *= h2f(*(const u16*)(kb + t * TB)) * kscale;
+                    s[j][e] = FULL || t < nv ? v : -INFINITY;
+                    mx = fmaxf(mx, s[j][e]);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mnew = fmaxf(m_run, mx);
+            const float corr = __expf(m_run - mnew);
+            float sum = 0.f;
+            u32 pb[4];  // Pᵀ fragments: pb[j] = tokens 8j + 2ci + {0,1}, column gi
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float pv[2];
+                #pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int t = 8 * j + 2 * ci + e;
+                    float p = FULL || t < nv ? __expf(s[j][e] - mnew) : 0.f;
+                    sum += p;
+                    float x = FULL || t < nv ? p * h2f(*(const u16*)(vb + t * TB)) * vscale : 0.f;
+                    pv[e] = gi < 4 ? x : x - h2f(f2h(x));
+                }
+                pb[j] = pack_h2(pv[0], pv[1]);
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            l_run = l_run * corr + sum;
+            m_run = mnew;
+            // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
+            // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
+            // (Skipped while no head's maximum moved: most blocks once it settles.)
+            if (__any_sync(0xffffffffu, corr != 1.f)) {
+                const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
+                const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
+                #pragma unroll
+                for (int mt = 0; mt < 8; mt++) {
+                    o[mt][0] *= c0; o[mt][1] *= c1;
+                    o[mt][2] *= c0; o[mt][3] *= c1;
+                }
+            }
+            // Values, two tiles of 16 tokens: this lane decodes tokens
+            // 16tt + 2ci + {0, 1, 8, 9}, dimensions 16·gi .. 16·gi + 15; m-tile mt's
+            // rows gi / gi + 8 are dimensions 16·gi + 2mt / + 1.
+            #pragma unroll
+            for (int tt = 0; tt < 2; tt++) {
+                // Rows 16tt + 2ci + {0, 8} start 2 bytes past a word, {1, 9} on one.
+                const u8* v0 = vb + voff + 16 * tt * TB;
+                u32 wv[4][2];
+                words<2>(v0, 16, wv[0]);
+                words<2>(v0 + TB + 2, 0, wv[1]);
+                words<2>(v0 + 8 * TB, 16, wv[2]);
+                words<2>(v0 + 9 * TB + 2, 0, wv[3]);
+                #pragma unroll
+                for (int k = 0; k < 2; k++) {
+                    // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
+                    // for the token pair (low nibble = first token).
+                    u32 ev[2], od[2];
+                    #pragma unroll
+                    for (int p = 0; p < 2; p++) {
+                        const u32 a = wv[2 * p][k], c = wv[2 * p + 1][k];
+                        ev[p] = (a & 0x0f0f0f0fu) | ((c << 4) & 0xf0f0f0f0u);
+                        od[p] = ((a >> 4) & 0x0f0f0f0fu) | (c & 0xf0f0f0f0u);
+                    }
+                    #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        mma16816(o[4 * k + j], lut(ev[0], j), lut(od[0], j), lut(ev[1], j), lut(od[1], j), pb[2 * tt], pb[2 * tt + 1]);
+                    }
+                }
+            }
+    };
     int i = b0 + w;
     if (i < b1) issue(i, 0);
     for (int slot = 0; i < b1; i += NW, slot ^= 1) {
@@ -163,102 +271,9 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         }
         __syncwarp();
         const u8* kb = stages + (2 * w + slot) * SLOT;
-        const u8* vb = kb + RB;
         const int nv = min(BT, n - i * BT);
-
-        // Scores for the 4 groups of 8 tokens: this lane decodes token 8j + gi,
-        // dimensions 32·ci .. 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
-        float s[4][2];
-        #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            u32 wd[4];
-            load_words<4>(kb + (8 * j + gi) * TB + 2 + 16 * ci, wd);
-            // Two accumulators: shorter chains of dependent MMAs.
-            float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-            #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                #pragma unroll
-                for (int half = 0; half < 2; half++) {
-                    const u32 b01 = lut(wd[k], 2 * half), b23 = lut(wd[k], 2 * half + 1);
-                    mma16816(c[half], qa[2 * k + half], 0u, qb[2 * k + half], 0u, b01, b23);
-                }
-            }
-            s[j][0] = c[0][0] + c[1][0];
-            s[j][1] = c[0][1] + c[1][1];
-        }
-        // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
-        float mx = -INFINITY;
-        #pragma unroll
-        for (int j = 0; j < 4; j++)
-            #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int t = 8 * j + 2 * ci + e;
-                float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
-                v *= h2f(*(const u16*)(kb + t * TB)) * kscale;
-                s[j][e] = t < nv ? v : -INFINITY;
-                mx = fmaxf(mx, s[j][e]);
-            }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float mnew = fmaxf(m_run, mx);
-        const float corr = __expf(m_run - mnew);
-        float sum = 0.f;
-        u32 pb[4];  // Pᵀ fragments: pb[j] = tokens 8j + 2ci + {0,1}, column gi
-        #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float pv[2];
-            #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int t = 8 * j + 2 * ci + e;
-                float p = t < nv ? __expf(s[j][e] - mnew) : 0.f;
-                sum += p;
-                float x = t < nv ? p * h2f(*(const u16*)(vb + t * TB)) * vscale : 0.f;
-                pv[e] = gi < 4 ? x : x - h2f(f2h(x));
-            }
-            pb[j] = pack_h2(pv[0], pv[1]);
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        l_run = l_run * corr + sum;
-        m_run = mnew;
-        // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
-        // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
-        // (Skipped while no head's maximum moved: most blocks once it settles.)
-        if (__any_sync(0xffffffffu, corr != 1.f)) {
-            const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
-            const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
-            #pragma unroll
-            for (int mt = 0; mt < 8; mt++) {
-                o[mt][0] *= c0; o[mt][1] *= c1;
-                o[mt][2] *= c0; o[mt][3] *= c1;
-            }
-        }
-        // Values, two tiles of 16 tokens: this lane decodes tokens
-        // 16tt + 2ci + {0, 1, 8, 9}, dimensions 16·gi .. 16·gi + 15; m-tile mt's
-        // rows gi / gi + 8 are dimensions 16·gi + 2mt / + 1.
-        #pragma unroll
-        for (int tt = 0; tt < 2; tt++) {
-            const int t0 = 16 * tt + 2 * ci;
-            u32 wv[4][2];
-            #pragma unroll
-            for (int r = 0; r < 4; r++) load_words<2>(vb + (t0 + (r & 1) + 8 * (r >> 1)) * TB + 2 + 8 * gi, wv[r]);
-            #pragma unroll
-            for (int k = 0; k < 2; k++) {
-                // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
-                // for the token pair (low nibble = first token).
-                u32 ev[2], od[2];
-                #pragma unroll
-                for (int p = 0; p < 2; p++) {
-                    const u32 a = wv[2 * p][k], c = wv[2 * p + 1][k];
-                    ev[p] = (a & 0x0f0f0f0fu) | ((c << 4) & 0xf0f0f0f0u);
-                    od[p] = ((a >> 4) & 0x0f0f0f0fu) | (c & 0xf0f0f0f0u);
-                }
-                #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    mma16816(o[4 * k + j], lut(ev[0], j), lut(od[0], j), lut(ev[1], j), lut(od[1], j), pb[2 * tt], pb[2 * tt + 1]);
-                }
-            }
-        }
+        if (nv == BT) absorb(kb, nv, true);  // every block but a sequence's last
+        else absorb(kb, nv, false);
         __syncwarp();
     }
     cp_async_wait<0>();
