@@ -12,15 +12,13 @@ use crate::error::{CudaError, Result};
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
-/// Kernels that take dynamic shared memory, and how much (bytes): the
-/// tensor-core attention's lane-private pair table (256 rows of 256 B) and
-/// its 16 warps' two stages of a block's K and V regions (+ 16).
-pub const DYNAMIC_SHARED: [(&str, u32); 1] = [("attn_turbo4_tc", 256 * 256 + 16 * 2 * (32 * 2 * 66 + 16))];
-
-/// Dynamic shared memory a kernel is launched with (0 for most).
-pub fn dynamic_shared(kernel: &str) -> u32 {
-    DYNAMIC_SHARED.iter().find(|(k, _)| *k == kernel).map_or(0, |(_, b)| *b)
-}
+/// Kernels that take dynamic shared memory, and the most they may take
+/// (bytes): the tensor-core attention's lane-private pair table (256 rows
+/// of 256 B, placed on a 64 KB boundary) and its 16 warps' two stages of a
+/// block's K and V regions (+ 16), + one stage of slack for the alignment;
+/// its finishing kernel's window rows, scores and split states.
+pub const DYNAMIC_SHARED: [(&str, u32); 2] = [("attn_turbo4_tc", TC_SHARED), ("attn_finish_tc", 160 * 1024)];
+pub const TC_SHARED: u32 = 256 * 256 + (16 * 2 + 1) * (32 * 2 * 66 + 16);
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
 /// would otherwise abort the process).

@@ -241,17 +241,17 @@ impl<'g> GpuKv<'g> {
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
     /// The tensor-core kernel runs one thread block of 16 warps per
-    /// multiprocessor: at least 2 waves, the split count that fills its
-    /// last wave best (≥ 32 cache blocks per split).
+    /// multiprocessor; its split count minimizes waves × (cache blocks per
+    /// warp + a fixed cost of about 2 for the table, q and the pipeline
+    /// start), with ≥ 32 cache blocks per split.
     pub fn splits(&self) -> usize {
         let heads = self.batch * self.kv_heads;
         let most = self.max_blocks.div_ceil(if self.tensor_cores { 32 } else { 8 }).max(1);
         if !self.tensor_cores {
             return (16 * 132usize).div_ceil(heads).clamp(1, most);
         }
-        let fill = |s: usize| (heads * s) as f64 / ((heads * s).div_ceil(SMS) * SMS) as f64;
-        let first = (2 * SMS).div_ceil(heads).min(most);
-        (first..=(2 * first).min(most)).fold(first, |best, s| if fill(s) > fill(best) + 1e-9 { s } else { best })
+        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / 16.0 + 2.0);
+        (1..=most).fold(1, |best, s| if cost(s) < cost(best) { s } else { best })
     }
 
     /// Partial-state buffer size for [`GpuKv::attend`].
@@ -274,10 +274,11 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
         let table = self.table.slice(copy * self.batch * self.max_blocks..);
-        let name = AttnKernel { codec: self.codec, tensor_cores: self.tensor_cores }.function();
-        let f = self.gpu.function(&name)?;
-        let threads = if self.tensor_cores { 512 } else { NT };
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (threads, 1, 1), shared_mem_bytes: crate::device::dynamic_shared(&name) };
+        if self.tensor_cores {
+            return self.attend_tc(table, nsplit, q, part, out);
+        }
+        let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: false }.function())?;
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (NT, 1, 1), shared_mem_bytes: 0 };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&nparts).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
         // SAFETY: argument list matches attn_* in attention.cu; buffer sizes checked above.
@@ -302,6 +303,33 @@ impl<'g> GpuKv<'g> {
         }
         l.arg(out);
         // SAFETY: argument list matches attn_combine (a null signs pointer = no rotation).
+        unsafe { l.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// The tensor-core path: the splits (16 warps per thread block, `nsplit`
+    /// partial states per head), then one kernel for the window and the merge.
+    fn attend_tc(&self, table: cudarc::driver::CudaView<i32>, nsplit: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
+        let s = &self.gpu.stream;
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let (kvh, mb, bb, ns, r) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64, nsplit as i32, self.window as i32);
+        let bps = self.max_blocks.div_ceil(nsplit) as i32;
+        let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (512, 1, 1), shared_mem_bytes: crate::device::TC_SHARED };
+        let mut l = s.launch_builder(&f);
+        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
+        // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.
+        unsafe { l.launch(cfg) }?;
+        // Window rows (64 of K and V), 64 scores per head, (m, l) per split and head.
+        let shared = (64 * HEAD_DIM * 2 * 2 + GROUP * 64 * 4 + 2 * GROUP * nsplit * 4) as u32;
+        if shared > 160 * 1024 {
+            return Err(CudaError::Shape(format!("{nsplit} splits need more shared memory than the merge kernel has")));
+        }
+        let f = self.gpu.function("attn_finish_tc")?;
+        let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: shared };
+        let mut l = s.launch_builder(&f);
+        l.arg(q).arg(&*part).arg(&ns).arg(&self.signs_dev).arg(&self.win).arg(&self.n_win_dev).arg(&r).arg(&scale).arg(out);
+        // SAFETY: argument list matches attn_finish_tc.
         unsafe { l.launch(cfg) }?;
         Ok(())
     }

@@ -58,10 +58,12 @@ __device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
 }
 
 // Dynamic shared memory: the pair table (entry e of lane l at byte
-// 256e + 4l; bytes 128..255 of each row unused), then each warp's two
-// stages; the stages are reused for the final merge.
+// 256e + 4l; bytes 128..255 of each row unused) placed at a 64 KB-aligned
+// shared address A, so the byte permute makes the whole load address
+// (4l + 256e + A: no add); each warp's two stages fill the space below and
+// above it. The region above is reused for the final merge.
 #define TC_LUT_BYTES (256 * 256)
-#define TC_DYN_BYTES (TC_LUT_BYTES + NW * 2 * SLOT)
+#define TC_DYN_BYTES (TC_LUT_BYTES + (NW * 2 + 1) * SLOT)  // the host allocates this (device.rs: TC_SHARED)
 struct TcMerge {
     float o[NW][G][D];
     float m[NW][G], l[NW][G];
@@ -74,12 +76,42 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     static_assert(BITS == 4, "tensor-core kernel written for 4-bit codes");
     constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112)
     extern __shared__ __align__(16) u8 dyn[];
-    u32* pair_lut = (u32*)dyn;
-    u8* stages = dyn + TC_LUT_BYTES;
-    __shared__ float qs[G][D];
+    const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
+    const u32 below = (0u - dyn_at) & 0xffffu;  // bytes before the first 64 KB boundary
+    const int nbelow = below / SLOT;            // stage slots that fit there
+    u32* pair_lut = (u32*)(dyn + below);
+    u8* above = dyn + below + TC_LUT_BYTES;
+    auto stage = [&](int k) { return k < nbelow ? dyn + k * SLOT : above + (k - nbelow) * SLOT; };
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, gi = lane >> 2, ci = lane & 3;
 
+    const int n = n_comp[b];
+    const int nblk = (n + BT - 1) / BT;
+    const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
+    const int* tab = table + (i64)b * max_blocks;
+    // This warp's blocks are b0 + w + NW·k; lane k holds the pool index of
+    // the k-th (read up front: a table read per block would stall the warp
+    // for a memory round trip before each copy could start).
+    const int mine = b0 + w + NW * lane < b1 ? tab[b0 + w + NW * lane] : 0;
+    auto issue = [&](int i, int slot) {
+        const int nth = (i - b0 - w) / NW;
+        const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
+        const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
+        const uint4* k = (const uint4*)(base + (i64)h * RB);
+        const uint4* v = (const uint4*)(base + (i64)kvh * RB + (i64)h * RB);
+        uint4* dst = (uint4*)stage(2 * w + slot);
+        #pragma unroll
+        for (int r = 0; r < (2 * RB / 16 + 31) / 32; r++) {
+            const int x = lane + 32 * r;
+            if (x < RB / 16) cp_async16(dst + x, k + x);
+            else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
+        }
+        cp_async_commit();
+    };
+    // The first copy goes out before the table and q are prepared.
+    if (b0 + w < b1) issue(b0 + w, 0);
+
+    __shared__ float qs[G][D];
     // Table: thread x < 256 makes entry x and writes its 32 lane copies.
     if (threadIdx.x < 256) {
         const int e = threadIdx.x;
@@ -119,9 +151,15 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             qb[ks] = pack_h2(v[2], v[3]);
         }
     }
-    const u32 lane4 = 4 * lane;
-    // Table entry of byte j of x, for this lane.
-    auto lut = [&](u32 x, int j) { return *(const u32*)(dyn + __byte_perm(x, lane4, 0x5504 + 16 * j)); };
+    // Table entry of byte j of x, for this lane: the permute puts 4·lane in
+    // byte 0, the code byte in byte 1 and the table's address bits 16–31
+    // (carried in bytes 1–2 of `key`) in bytes 2–3.
+    const u32 key = 4 * lane | ((dyn_at + below) >> 8);
+    auto lut = [&](u32 x, int j) {
+        u32 v;
+        asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(__byte_perm(x, key, 0x6504 + 16 * j)));
+        return v;
+    };
     const float kscale = 0.08838834764831845f * attn_scale, vscale = 0.08838834764831845f;
 
     float o[8][4];
@@ -129,29 +167,6 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     for (int mt = 0; mt < 8; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
     float m_run = -INFINITY, l_run = 0.f;  // head gi & 3
 
-    const int n = n_comp[b];
-    const int nblk = (n + BT - 1) / BT;
-    const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
-    const int* tab = table + (i64)b * max_blocks;
-    // This warp's blocks are b0 + w + NW·k; lane k holds the pool index of
-    // the k-th (read up front: a table read per block would stall the warp
-    // for a memory round trip before each copy could start).
-    const int mine = b0 + w + NW * lane < b1 ? tab[b0 + w + NW * lane] : 0;
-    auto issue = [&](int i, int slot) {
-        const int nth = (i - b0 - w) / NW;
-        const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
-        const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
-        const uint4* k = (const uint4*)(base + (i64)h * RB);
-        const uint4* v = (const uint4*)(base + (i64)kvh * RB + (i64)h * RB);
-        uint4* dst = (uint4*)(stages + (2 * w + slot) * SLOT);
-        #pragma unroll
-        for (int r = 0; r < (2 * RB / 16 + 31) / 32; r++) {
-            const int x = lane + 32 * r;
-            if (x < RB / 16) cp_async16(dst + x, k + x);
-            else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
-        }
-        cp_async_commit();
-    };
     // Lane constants: the word-aligned offsets of this lane's key chunk
     // (row gi, bytes 2 + 16ci.., and how far it sits past a word) and of its
     // value rows (row 2ci, bytes 2 + 8gi..; + 8 rows per group of 8).
@@ -261,7 +276,6 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             }
     };
     int i = b0 + w;
-    if (i < b1) issue(i, 0);
     for (int slot = 0; i < b1; i += NW, slot ^= 1) {
         if (i + NW < b1) {
             issue(i + NW, slot ^ 1);
@@ -270,7 +284,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             cp_async_wait<0>();
         }
         __syncwarp();
-        const u8* kb = stages + (2 * w + slot) * SLOT;
+        const u8* kb = stage(2 * w + slot);
         const int nv = min(BT, n - i * BT);
         if (nv == BT) absorb(kb, nv, true);  // every block but a sequence's last
         else absorb(kb, nv, false);
@@ -278,7 +292,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
     cp_async_wait<0>();
     __syncthreads();
-    TcMerge& mg = *(TcMerge*)stages;
+    TcMerge& mg = *(TcMerge*)above;
     // Merge: f16 part + remainder columns, then the warps' states.
     #pragma unroll
     for (int mt = 0; mt < 8; mt++)
@@ -325,4 +339,100 @@ extern "C" __global__ void __launch_bounds__(TC_NT, 1)
                    float attn_scale) {
     attn_turbo_tc<4>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
                      attn_scale);
+}
+
+// After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
+// merge of the splits in one launch (grid (kvh, batch), G·D threads:
+// thread = (head g, dimension d)). Window rows and the splits' (m, l) are
+// staged in shared memory, so each global read is one parallel batch.
+// Dynamic shared memory: FIN_WT window rows of K and V, FIN_WT·G scores,
+// 2·G·nsplit floats.
+#define FIN_WT 64
+extern "C" __global__ void __launch_bounds__(G * D)
+    attn_finish_tc(const float* q, const float* part, int nsplit, const float* signs, const u16* win, const int* n_win,
+                   int R, float attn_scale, float* out) {
+    extern __shared__ __align__(16) u8 fin[];
+    u16* wk = (u16*)fin;
+    u16* wv = wk + FIN_WT * D;
+    float* wsc = (float*)(wv + FIN_WT * D);  // [G][FIN_WT]
+    float* pm = wsc + G * FIN_WT;            // [G][nsplit] maxima, then sums
+    float* pl = pm + G * nsplit;
+    __shared__ float x[G][D];
+    const int h = blockIdx.x, kvh = gridDim.x, b = blockIdx.y;
+    const int g = threadIdx.x / D, d = threadIdx.x % D, hq = h * G + g;
+    const float* pp = part + (i64)(b * kvh * G + h * G) * nsplit * (D + 2);  // this KV head's G heads
+    for (int i = threadIdx.x; i < G * nsplit; i += G * D) {
+        pm[i] = pp[(i64)i * (D + 2) + D];
+        pl[i] = pp[(i64)i * (D + 2) + D + 1];
+    }
+    x[g][d] = q[((i64)b * kvh * G + hq) * D + d];
+    // Window (original domain): online softmax over chunks of FIN_WT rows.
+    const uint4* gk = (const uint4*)(win + ((i64)(b * 2 + 0) * kvh + h) * R * D);
+    const uint4* gv = (const uint4*)(win + ((i64)(b * 2 + 1) * kvh + h) * R * D);
+    const int nw = n_win[b];
+    float wm = -INFINITY, wl = 0.f, wacc = 0.f;
+    for (int t0 = 0; t0 < nw; t0 += FIN_WT) {
+        const int cnt = min(FIN_WT, nw - t0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < cnt * D / 8; i += G * D) {
+            ((uint4*)wk)[i] = gk[(i64)t0 * D / 8 + i];
+            ((uint4*)wv)[i] = gv[(i64)t0 * D / 8 + i];
+        }
+        __syncthreads();
+        // Scores: a warp per (head, token), a lane per 4 dimensions.
+        for (int i = threadIdx.x >> 5; i < G * FIN_WT; i += G * D / 32) {
+            const int gs = i / FIN_WT, t = i % FIN_WT, e = 4 * (threadIdx.x & 31);
+            float sc = -INFINITY;
+            if (t < cnt) {
+                const uint2 k = *(const uint2*)(wk + t * D + e);
+                sc = warp_sum(x[gs][e] * h2f(k.x & 0xffff) + x[gs][e + 1] * h2f(k.x >> 16) + x[gs][e + 2] * h2f(k.y & 0xffff) +
+                              x[gs][e + 3] * h2f(k.y >> 16)) * attn_scale;
+            }
+            if (e == 0) wsc[i] = sc;
+        }
+        __syncthreads();
+        float mx = wm;
+        for (int t = 0; t < cnt; t++) mx = fmaxf(mx, wsc[g * FIN_WT + t]);
+        const float corr = __expf(wm - mx);
+        float sum = 0.f, a = 0.f;
+        for (int t = 0; t < cnt; t++) {
+            const float p = __expf(wsc[g * FIN_WT + t] - mx);
+            sum += p;
+            a += p * h2f(wv[t * D + d]);
+        }
+        wacc = wacc * corr + a;
+        wl = wl * corr + sum;
+        wm = mx;
+    }
+    __syncthreads();
+    // Splits (rotated domain).
+    float M = -INFINITY;
+    for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[g * nsplit + s]);
+    float A = 0.f, L = 0.f;
+    if (M != -INFINITY) {
+        const float* p = pp + (i64)g * nsplit * (D + 2);
+        #pragma unroll 8
+        for (int s = 0; s < nsplit; s++) {
+            const float e = __expf(pm[g * nsplit + s] - M);
+            A += e * p[(i64)s * (D + 2) + d];
+            L += e * pl[g * nsplit + s];
+        }
+    }
+    // Undo the rotation: the transform of the G heads at once, then signs.
+    x[g][d] = A;
+    for (int len = 1; len < D; len <<= 1) {
+        __syncthreads();
+        if (threadIdx.x < G * D / 2) {
+            const int gg = threadIdx.x / (D / 2), i = threadIdx.x % (D / 2);
+            const int j = (i / len) * 2 * len + (i % len);
+            const float u = x[gg][j], v = x[gg][j + len];
+            x[gg][j] = u + v;
+            x[gg][j + len] = u - v;
+        }
+    }
+    __syncthreads();
+    A = x[g][d] * 0.08838834764831845f * signs[d];
+    const float MM = fmaxf(M, wm);
+    const float ec = M == -INFINITY ? 0.f : __expf(M - MM), ew = wm == -INFINITY ? 0.f : __expf(wm - MM);
+    out[((i64)b * kvh * G + hq) * D + d] = (A * ec + wacc * ew) / (L * ec + wl * ew);
 }
