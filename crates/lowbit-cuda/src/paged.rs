@@ -320,8 +320,8 @@ impl<'g> GpuKv<'g> {
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
         // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
-        // Window rows (64 of K and V), 64 scores per head, (m, l) per split and head.
-        let shared = (64 * HEAD_DIM * 2 * 2 + GROUP * 64 * 4 + 2 * GROUP * nsplit * 4) as u32;
+        // Window rows (64 of K and V), 64 scores and 3 softmax values per head, (m, l) per split and head.
+        let shared = (64 * HEAD_DIM * 2 * 2 + GROUP * (64 + 3) * 4 + 2 * GROUP * nsplit * 4) as u32;
         if shared > 160 * 1024 {
             return Err(CudaError::Shape(format!("{nsplit} splits need more shared memory than the merge kernel has")));
         }

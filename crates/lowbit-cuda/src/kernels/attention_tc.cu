@@ -346,7 +346,7 @@ extern "C" __global__ void __launch_bounds__(TC_NT, 1)
 // thread = (head g, dimension d)). Window rows and the splits' (m, l) are
 // staged in shared memory, so each global read is one parallel batch.
 // Dynamic shared memory: FIN_WT window rows of K and V, FIN_WT·G scores,
-// 2·G·nsplit floats.
+// 3·G softmax values, 2·G·nsplit floats.
 #define FIN_WT 64
 extern "C" __global__ void __launch_bounds__(G * D)
     attn_finish_tc(const float* q, const float* part, int nsplit, const float* signs, const u16* win, const int* n_win,
@@ -355,7 +355,8 @@ extern "C" __global__ void __launch_bounds__(G * D)
     u16* wk = (u16*)fin;
     u16* wv = wk + FIN_WT * D;
     float* wsc = (float*)(wv + FIN_WT * D);  // [G][FIN_WT]
-    float* pm = wsc + G * FIN_WT;            // [G][nsplit] maxima, then sums
+    // wsc + G·FIN_WT: per head the running maximum, the chunk's sum and maximum.
+    float* pm = wsc + G * FIN_WT + 3 * G;    // [G][nsplit] maxima, then sums
     float* pl = pm + G * nsplit;
     __shared__ float x[G][D];
     const int h = blockIdx.x, kvh = gridDim.x, b = blockIdx.y;
@@ -369,8 +370,9 @@ extern "C" __global__ void __launch_bounds__(G * D)
     // Window (original domain): online softmax over chunks of FIN_WT rows.
     const uint4* gk = (const uint4*)(win + ((i64)(b * 2 + 0) * kvh + h) * R * D);
     const uint4* gv = (const uint4*)(win + ((i64)(b * 2 + 1) * kvh + h) * R * D);
-    const int nw = n_win[b];
+    const int nw = n_win[b], lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float wm = -INFINITY, wl = 0.f, wacc = 0.f;
+    if (threadIdx.x < G) wsc[G * FIN_WT + threadIdx.x] = -INFINITY;
     for (int t0 = 0; t0 < nw; t0 += FIN_WT) {
         const int cnt = min(FIN_WT, nw - t0);
         __syncthreads();
@@ -379,30 +381,50 @@ extern "C" __global__ void __launch_bounds__(G * D)
             ((uint4*)wv)[i] = gv[(i64)t0 * D / 8 + i];
         }
         __syncthreads();
-        // Scores: a warp per (head, token), a lane per 4 dimensions.
-        for (int i = threadIdx.x >> 5; i < G * FIN_WT; i += G * D / 32) {
-            const int gs = i / FIN_WT, t = i % FIN_WT, e = 4 * (threadIdx.x & 31);
-            float sc = -INFINITY;
-            if (t < cnt) {
-                const uint2 k = *(const uint2*)(wk + t * D + e);
-                sc = warp_sum(x[gs][e] * h2f(k.x & 0xffff) + x[gs][e + 1] * h2f(k.x >> 16) + x[gs][e + 2] * h2f(k.y & 0xffff) +
-                              x[gs][e + 3] * h2f(k.y >> 16)) * attn_scale;
+        // Scores: a warp per token, all G heads at once (lane = 4 dimensions).
+        for (int t = w; t < cnt; t += G * D / 32) {
+            const uint2 k = *(const uint2*)(wk + t * D + 4 * lane);
+            const float k0 = h2f(k.x & 0xffff), k1 = h2f(k.x >> 16), k2 = h2f(k.y & 0xffff), k3 = h2f(k.y >> 16);
+            float sc[G];
+            #pragma unroll
+            for (int gg = 0; gg < G; gg++) {
+                const float* xq = x[gg] + 4 * lane;
+                sc[gg] = xq[0] * k0 + xq[1] * k1 + xq[2] * k2 + xq[3] * k3;
             }
-            if (e == 0) wsc[i] = sc;
+            #pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                #pragma unroll
+                for (int gg = 0; gg < G; gg++) sc[gg] += __shfl_xor_sync(0xffffffffu, sc[gg], o);
+            if (lane < G) wsc[lane * FIN_WT + t] = sc[lane] * attn_scale;
         }
         __syncthreads();
-        float mx = wm;
-        for (int t = 0; t < cnt; t++) mx = fmaxf(mx, wsc[g * FIN_WT + t]);
-        const float corr = __expf(wm - mx);
-        float sum = 0.f, a = 0.f;
-        for (int t = 0; t < cnt; t++) {
-            const float p = __expf(wsc[g * FIN_WT + t] - mx);
-            sum += p;
-            a += p * h2f(wv[t * D + d]);
+        // Softmax weights: warp g < G takes head g (2 tokens per lane).
+        if (w < G) {
+            float v0 = lane < cnt ? wsc[w * FIN_WT + lane] : -INFINITY;
+            float v1 = lane + 32 < cnt ? wsc[w * FIN_WT + lane + 32] : -INFINITY;
+            float mx = warp_max(fmaxf(v0, v1));
+            mx = fmaxf(mx, wsc[G * FIN_WT + w]);  // running maximum of this head
+            v0 = lane < cnt ? __expf(v0 - mx) : 0.f;
+            v1 = lane + 32 < cnt ? __expf(v1 - mx) : 0.f;
+            const float sum = warp_sum(v0 + v1);
+            if (lane < cnt) wsc[w * FIN_WT + lane] = v0;
+            if (lane + 32 < cnt) wsc[w * FIN_WT + lane + 32] = v1;
+            __syncwarp();
+            if (lane == 0) {
+                wsc[G * FIN_WT + G + w] = sum;
+                wsc[G * FIN_WT + 2 * G + w] = mx;
+            }
         }
-        wacc = wacc * corr + a;
-        wl = wl * corr + sum;
+        __syncthreads();
+        const float mx = wsc[G * FIN_WT + 2 * G + g];
+        const float corr = __expf(wm - mx);
+        float a[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int t = 0; t < cnt; t++) a[t & 3] += wsc[g * FIN_WT + t] * h2f(wv[t * D + d]);
+        wacc = wacc * corr + (a[0] + a[1]) + (a[2] + a[3]);
+        wl = wl * corr + wsc[G * FIN_WT + G + g];
         wm = mx;
+        __syncthreads();
+        if (d == 0) wsc[G * FIN_WT + g] = wm;  // running maximum for the next chunk
     }
     __syncthreads();
     // Splits (rotated domain).
