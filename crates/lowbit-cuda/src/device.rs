@@ -14,11 +14,11 @@ pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!(
 
 /// Kernels that take dynamic shared memory, and the most they may take
 /// (bytes): the tensor-core attention's lane-private pair table (256 rows
-/// of 256 B, placed on a 64 KB boundary) and its 16 warps' two stages of a
+/// of 256 B, placed on a 64 KB boundary) and its 12 warps' three stages of a
 /// block's K and V regions (+ 16), + one stage of slack for the alignment;
 /// its finishing kernel's window rows, scores and split states.
 pub const DYNAMIC_SHARED: [(&str, u32); 2] = [("attn_turbo4_tc", TC_SHARED), ("attn_finish_tc", 160 * 1024)];
-pub const TC_SHARED: u32 = 256 * 256 + (16 * 2 + 1) * (32 * 2 * 66 + 16);
+pub const TC_SHARED: u32 = 256 * 256 + (12 * 3 + 1) * (32 * 2 * 66 + 16);
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
 /// would otherwise abort the process).

@@ -240,7 +240,7 @@ impl<'g> GpuKv<'g> {
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
-    /// The tensor-core kernel runs one thread block of 16 warps per
+    /// The tensor-core kernel runs one thread block of 12 warps per
     /// multiprocessor; its split count minimizes waves × (cache blocks per
     /// warp + a fixed cost of about 2 for the table, q and the pipeline
     /// start), with ≥ 32 cache blocks per split.
@@ -250,7 +250,7 @@ impl<'g> GpuKv<'g> {
         if !self.tensor_cores {
             return (16 * 132usize).div_ceil(heads).clamp(1, most);
         }
-        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / 16.0 + 2.0);
+        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / 12.0 + 2.0);
         (1..=most).fold(1, |best, s| if cost(s) < cost(best) { s } else { best })
     }
 
@@ -307,7 +307,7 @@ impl<'g> GpuKv<'g> {
         Ok(())
     }
 
-    /// The tensor-core path: the splits (16 warps per thread block, `nsplit`
+    /// The tensor-core path: the splits (12 warps per thread block, `nsplit`
     /// partial states per head), then one kernel for the window and the merge.
     fn attend_tc(&self, table: cudarc::driver::CudaView<i32>, nsplit: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
         let s = &self.gpu.stream;
@@ -315,7 +315,7 @@ impl<'g> GpuKv<'g> {
         let (kvh, mb, bb, ns, r) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64, nsplit as i32, self.window as i32);
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (512, 1, 1), shared_mem_bytes: crate::device::TC_SHARED };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::TC_SHARED };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
         // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.

@@ -2,8 +2,8 @@
 // arguments and partial results as attn_* in attention.cu).
 //
 // Each warp takes whole cache blocks (32 tokens) on its own, copied into a
-// private two-stage shared-memory ring with cp.async, and keeps its own
-// online-softmax state; the 16 warps of a thread block merge at the end.
+// private three-stage shared-memory ring with cp.async, and keeps its own
+// online-softmax state; the 12 warps of a thread block merge at the end.
 // Both products run as mma.m16n8k16 (f16 inputs, f32 accumulation):
 //
 //   scores  Sᵀ[row][t] = Σ_d Q[row][d] · K[t][d]   A = Q, B = Kᵀ
@@ -23,7 +23,8 @@
 // fixed subset of dimensions (tokens) as long as both operands agree:
 // threads read contiguous code bytes instead of the MMA's native columns.
 
-#define TC_NT 512            // threads per thread block (16 warps share one table)
+#define TC_NT 384            // threads per thread block (12 warps share one table)
+#define STAGES 3             // cache blocks per warp in shared memory (2 in flight while one is used)
 #define NW (TC_NT / 32)
 #define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word `words` reads past a row)
 
@@ -63,7 +64,7 @@ __device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
 // (4l + 256e + A: no add); each warp's two stages fill the space below and
 // above it. The region above is reused for the final merge.
 #define TC_LUT_BYTES (256 * 256)
-#define TC_DYN_BYTES (TC_LUT_BYTES + (NW * 2 + 1) * SLOT)  // the host allocates this (device.rs: TC_SHARED)
+#define TC_DYN_BYTES (TC_LUT_BYTES + (NW * STAGES + 1) * SLOT)  // the host allocates this (device.rs: TC_SHARED)
 struct TcMerge {
     float o[NW][G][D];
     float m[NW][G], l[NW][G];
@@ -99,17 +100,20 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
         const uint4* k = (const uint4*)(base + (i64)h * RB);
         const uint4* v = (const uint4*)(base + (i64)kvh * RB + (i64)h * RB);
-        uint4* dst = (uint4*)stage(2 * w + slot);
+        uint4* dst = (uint4*)stage(STAGES * w + slot);
         #pragma unroll
         for (int r = 0; r < (2 * RB / 16 + 31) / 32; r++) {
             const int x = lane + 32 * r;
             if (x < RB / 16) cp_async16(dst + x, k + x);
             else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
         }
-        cp_async_commit();
     };
-    // The first copy goes out before the table and q are prepared.
-    if (b0 + w < b1) issue(b0 + w, 0);
+    // The first copies go out before the table and q are prepared (one
+    // commit group per block, empty past the end: wait counts stay fixed).
+    for (int k = 0; k < STAGES - 1; k++) {
+        if (b0 + w + k * NW < b1) issue(b0 + w + k * NW, k);
+        cp_async_commit();
+    }
 
     __shared__ float qs[G][D];
     // Table: thread x < 256 makes entry x and writes its 32 lane copies.
@@ -276,15 +280,13 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             }
     };
     int i = b0 + w;
-    for (int slot = 0; i < b1; i += NW, slot ^= 1) {
-        if (i + NW < b1) {
-            issue(i + NW, slot ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+    for (int slot = 0; i < b1; i += NW, slot = slot + 1 == STAGES ? 0 : slot + 1) {
+        const int ahead = i + (STAGES - 1) * NW;
+        if (ahead < b1) issue(ahead, slot == 0 ? STAGES - 1 : slot - 1);
+        cp_async_commit();
+        cp_async_wait<STAGES - 1>();
         __syncwarp();
-        const u8* kb = stage(2 * w + slot);
+        const u8* kb = stage(STAGES * w + slot);
         const int nv = min(BT, n - i * BT);
         if (nv == BT) absorb(kb, nv, true);  // every block but a sequence's last
         else absorb(kb, nv, false);
