@@ -12,13 +12,17 @@ use crate::error::{CudaError, Result};
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
-/// Kernels that take dynamic shared memory, and the most they may take
-/// (bytes): the tensor-core attention's lane-private pair table (256 rows
-/// of 256 B, placed on a 64 KB boundary) and its 12 warps' three stages of a
-/// block's K and V regions (+ 16), + one stage of slack for the alignment;
-/// its finishing kernel's window rows, scores and split states.
-pub const DYNAMIC_SHARED: [(&str, u32); 2] = [("attn_turbo4_tc", TC_SHARED), ("attn_finish_tc", 160 * 1024)];
-pub const TC_SHARED: u32 = 256 * 256 + (12 * 3 + 1) * (32 * 2 * 66 + 16);
+/// Kernels that take dynamic shared memory, and how much (bytes).
+pub const DYNAMIC_SHARED: [(&str, u32); 2] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2))];
+
+/// The tensor-core attention's dynamic shared memory for `bits`-bit turbo
+/// codes: the lane-private code table (256 rows of 256 B, placed on a 64 KB
+/// boundary) and its 12 warps' three stages of a block's K and V regions
+/// (+ 16 B each), + one stage of slack for the alignment.
+pub const fn tc_shared(bits: u32) -> u32 {
+    let region = 32 * (2 + 128 * bits / 8);
+    256 * 256 + (12 * 3 + 1) * (2 * region + 16)
+}
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
 /// would otherwise abort the process).

@@ -87,7 +87,8 @@ impl KvCodec {
 }
 
 /// A decode-attention kernel: the codec it reads and whether it runs the
-/// products on tensor cores (`turbo4-tc`) or on CUDA cores (`turbo4`).
+/// products on tensor cores (`turbo4-tc`, `turbo2-tc`) or on CUDA cores
+/// (`turbo4`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttnKernel {
     pub codec: KvCodec,
@@ -101,8 +102,8 @@ impl AttnKernel {
             None => (s, false),
         };
         let codec = KvCodec::parse(c)?;
-        if tensor_cores && codec != KvCodec::Turbo(4) {
-            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (only turbo4-tc)")));
+        if tensor_cores && !matches!(codec, KvCodec::Turbo(2 | 4)) {
+            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc and turbo2-tc exist)")));
         }
         Ok(AttnKernel { codec, tensor_cores })
     }
@@ -118,7 +119,7 @@ impl AttnKernel {
 pub struct GpuKv<'g> {
     gpu: &'g Gpu,
     pub codec: KvCodec,
-    /// Run decode attention on tensor cores (turbo4 only).
+    /// Run decode attention on tensor cores (turbo4 and turbo2).
     pub tensor_cores: bool,
     pub batch: usize,
     pub kv_heads: usize,
@@ -314,8 +315,9 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb, ns, r) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64, nsplit as i32, self.window as i32);
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
+        let KvCodec::Turbo(bits) = self.codec else { return Err(CudaError::Shape("tensor-core attention needs a turbo cache".into())) };
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::TC_SHARED };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
         // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.

@@ -26,7 +26,6 @@
 #define TC_NT 384            // threads per thread block (12 warps share one table)
 #define STAGES 3             // cache blocks per warp in shared memory (2 in flight while one is used)
 #define NW (TC_NT / 32)
-#define SLOT (BT * 2 * (2 + D / 2) + 16)  // a block's K and V regions (+ the word `words` reads past a row)
 
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 
@@ -58,13 +57,16 @@ __device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
     }
 }
 
-// Dynamic shared memory: the pair table (entry e of lane l at byte
-// 256e + 4l; bytes 128..255 of each row unused) placed at a 64 KB-aligned
-// shared address A, so the byte permute makes the whole load address
-// (4l + 256e + A: no add); each warp's two stages fill the space below and
-// above it. The region above is reused for the final merge.
+// Dynamic shared memory: the code table, 256 rows of 256 B, at a 64 KB-
+// aligned shared address A, so one byte permute makes the whole load
+// address (no add). 4-bit codes: entry e = (level[e & 15], level[e >> 4])
+// of lane l at 256e + 4l (bytes 128..255 of a row unused); 2-bit codes:
+// entry e = the levels of its 4 codes as two f16 pairs (one 64-bit load =
+// both operand registers of a k-step) at 256e + 8l. Each warp's stages
+// fill the space below and above it; the table's space is reused for the
+// final merge. The host allocates TC_LUT_BYTES + (NW·STAGES + 1) slots
+// (device.rs: tc_shared).
 #define TC_LUT_BYTES (256 * 256)
-#define TC_DYN_BYTES (TC_LUT_BYTES + (NW * STAGES + 1) * SLOT)  // the host allocates this (device.rs: TC_SHARED)
 struct TcMerge {
     float o[NW][G][D];
     float m[NW][G], l[NW][G];
@@ -74,8 +76,9 @@ template <int BITS>
 __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale) {
-    static_assert(BITS == 4, "tensor-core kernel written for 4-bit codes");
-    constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112)
+    static_assert(BITS == 4 || BITS == 2, "tensor-core kernels for 4- and 2-bit codes");
+    constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112 for 4 bits)
+    constexpr int SLOT = 2 * RB + 16;                        // a block's K and V (+ the word `words` reads past a row)
     extern __shared__ __align__(16) u8 dyn[];
     const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
     const u32 below = (0u - dyn_at) & 0xffffu;  // bytes before the first 64 KB boundary
@@ -119,10 +122,16 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     // Table: thread x < 256 makes entry x and writes its 32 lane copies.
     if (threadIdx.x < 256) {
         const int e = threadIdx.x;
-        const u32 v = pack_h2(levels[e & 15], levels[e >> 4]);
         uint4* row = (uint4*)(pair_lut + 64 * e);
-        #pragma unroll
-        for (int k = 0; k < 8; k++) row[k] = make_uint4(v, v, v, v);
+        if (BITS == 4) {
+            const u32 v = pack_h2(levels[e & 15], levels[e >> 4]);
+            #pragma unroll
+            for (int k = 0; k < 8; k++) row[k] = make_uint4(v, v, v, v);
+        } else {
+            const u32 v0 = pack_h2(levels[e & 3], levels[(e >> 2) & 3]), v1 = pack_h2(levels[(e >> 4) & 3], levels[e >> 6]);
+            #pragma unroll
+            for (int k = 0; k < 16; k++) row[k] = make_uint4(v0, v1, v0, v1);
+        }
     }
     // Rotated q of the G heads: signs, then the Walsh–Hadamard transform of
     // all heads at once (one butterfly per thread and stage).
@@ -155,13 +164,18 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             qb[ks] = pack_h2(v[2], v[3]);
         }
     }
-    // Table entry of byte j of x, for this lane: the permute puts 4·lane in
-    // byte 0, the code byte in byte 1 and the table's address bits 16–31
-    // (carried in bytes 1–2 of `key`) in bytes 2–3.
-    const u32 key = 4 * lane | ((dyn_at + below) >> 8);
+    // Table entry of byte j of x, for this lane: the permute puts the
+    // lane's offset in byte 0, the code byte in byte 1 and the table's
+    // address bits 16–31 (carried in bytes 1–2 of `key`) in bytes 2–3.
+    const u32 key = (BITS == 4 ? 4 : 8) * lane | ((dyn_at + below) >> 8);
     auto lut = [&](u32 x, int j) {
         u32 v;
         asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(__byte_perm(x, key, 0x6504 + 16 * j)));
+        return v;
+    };
+    auto lut2 = [&](u32 x, int j) {
+        uint2 v;
+        asm("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(__byte_perm(x, key, 0x6504 + 16 * j)));
         return v;
     };
     const float kscale = 0.08838834764831845f * attn_scale, vscale = 0.08838834764831845f;
@@ -174,8 +188,9 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     // Lane constants: the word-aligned offsets of this lane's key chunk
     // (row gi, bytes 2 + 16ci.., and how far it sits past a word) and of its
     // value rows (row 2ci, bytes 2 + 8gi..; + 8 rows per group of 8).
-    const int koff = (gi * TB + 2 + 16 * ci) & ~3, ksh = ((gi * TB + 2 + 16 * ci) & 2) * 8;
-    const int voff = 2 * ci * TB + 8 * gi;
+    constexpr int KC = 32 * BITS / 8, VC = 16 * BITS / 8;  // code bytes of a key chunk / value row part
+    const int koff = (gi * TB + 2 + KC * ci) & ~3, ksh = ((gi * TB + 2 + KC * ci) & 2) * 8;
+    const int voff = 2 * ci * TB + VC * gi;
     // One cache block already in this warp's stage: scores, softmax update,
     // values. FULL: all 32 tokens valid (no masks).
     // (A lambda, so each call below is inlined with FULL a constant.)
@@ -187,17 +202,22 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             float s[4][2];
             #pragma unroll
             for (int j = 0; j < 4; j++) {
-                u32 wd[4];
-                words<4>(kb + koff + 8 * j * TB, ksh, wd);
+                u32 wd[KC / 4];
+                words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
                 // Two accumulators: shorter chains of dependent MMAs.
                 float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
                 #pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    #pragma unroll
-                    for (int half = 0; half < 2; half++) {
-                        const u32 b01 = lut(wd[k], 2 * half), b23 = lut(wd[k], 2 * half + 1);
-                        mma16816(c[half], qa[2 * k + half], 0u, qb[2 * k + half], 0u, b01, b23);
+                for (int ks = 0; ks < 8; ks++) {
+                    u32 b01, b23;
+                    if (BITS == 4) {  // byte = 2 dimensions
+                        b01 = lut(wd[ks / 2], 2 * (ks & 1));
+                        b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
+                    } else {  // byte = the k-step's 4 dimensions
+                        const uint2 e = lut2(wd[ks / 4], ks & 3);
+                        b01 = e.x;
+                        b23 = e.y;
                     }
+                    mma16816(c[ks & 1], qa[ks], 0u, qb[ks], 0u, b01, b23);
                 }
                 s[j][0] = c[0][0] + c[1][0];
                 s[j][1] = c[0][1] + c[1][1];
@@ -256,25 +276,43 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             for (int tt = 0; tt < 2; tt++) {
                 // Rows 16tt + 2ci + {0, 8} start 2 bytes past a word, {1, 9} on one.
                 const u8* v0 = vb + voff + 16 * tt * TB;
-                u32 wv[4][2];
-                words<2>(v0, 16, wv[0]);
-                words<2>(v0 + TB + 2, 0, wv[1]);
-                words<2>(v0 + 8 * TB, 16, wv[2]);
-                words<2>(v0 + 9 * TB + 2, 0, wv[3]);
-                #pragma unroll
-                for (int k = 0; k < 2; k++) {
-                    // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
-                    // for the token pair (low nibble = first token).
+                constexpr int NWV = VC / 4;
+                u32 wv[4][NWV];
+                words<NWV>(v0, 16, wv[0]);
+                words<NWV>(v0 + TB + 2, 0, wv[1]);
+                words<NWV>(v0 + 8 * TB, 16, wv[2]);
+                words<NWV>(v0 + 9 * TB + 2, 0, wv[3]);
+                if (BITS == 4) {
+                    #pragma unroll
+                    for (int k = 0; k < 2; k++) {
+                        // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
+                        // for the token pair (low nibble = first token).
+                        u32 ev[2], od[2];
+                        #pragma unroll
+                        for (int p = 0; p < 2; p++) {
+                            const u32 a = wv[2 * p][k], c = wv[2 * p + 1][k];
+                            ev[p] = (a & 0x0f0f0f0fu) | ((c << 4) & 0xf0f0f0f0u);
+                            od[p] = ((a >> 4) & 0x0f0f0f0fu) | (c & 0xf0f0f0f0u);
+                        }
+                        #pragma unroll
+                        for (int j = 0; j < 4; j++)
+                            mma16816(o[4 * k + j], lut(ev[0], j), lut(od[0], j), lut(ev[1], j), lut(od[1], j), pb[2 * tt], pb[2 * tt + 1]);
+                    }
+                } else {
+                    // Byte b of ev / od: codes of dimensions 16·gi + 4b + {0, 1}
+                    // / {2, 3} for the token pair (first token, second, first,
+                    // second): one 64-bit entry = (dim, dim + 1) operand pairs.
                     u32 ev[2], od[2];
                     #pragma unroll
                     for (int p = 0; p < 2; p++) {
-                        const u32 a = wv[2 * p][k], c = wv[2 * p + 1][k];
-                        ev[p] = (a & 0x0f0f0f0fu) | ((c << 4) & 0xf0f0f0f0u);
-                        od[p] = ((a >> 4) & 0x0f0f0f0fu) | (c & 0xf0f0f0f0u);
+                        const u32 a = wv[2 * p][0], c = wv[2 * p + 1][0];
+                        ev[p] = (a & 0x03030303u) | ((a << 2) & 0x30303030u) | ((c << 2) & 0x0c0c0c0cu) | ((c << 4) & 0xc0c0c0c0u);
+                        od[p] = ((a >> 4) & 0x03030303u) | ((a >> 2) & 0x30303030u) | ((c >> 2) & 0x0c0c0c0cu) | (c & 0xc0c0c0c0u);
                     }
                     #pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        mma16816(o[4 * k + j], lut(ev[0], j), lut(od[0], j), lut(ev[1], j), lut(od[1], j), pb[2 * tt], pb[2 * tt + 1]);
+                    for (int mt = 0; mt < 8; mt++) {
+                        const uint2 lo = lut2(mt & 1 ? od[0] : ev[0], mt >> 1), hi = lut2(mt & 1 ? od[1] : ev[1], mt >> 1);
+                        mma16816(o[mt], lo.x, lo.y, hi.x, hi.y, pb[2 * tt], pb[2 * tt + 1]);
                     }
                 }
             }
@@ -294,7 +332,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
     cp_async_wait<0>();
     __syncthreads();
-    TcMerge& mg = *(TcMerge*)above;
+    TcMerge& mg = *(TcMerge*)pair_lut;  // the table is no longer read
     // Merge: f16 part + remainder columns, then the warps' states.
     #pragma unroll
     for (int mt = 0; mt < 8; mt++)
@@ -335,6 +373,13 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
 }
 
+extern "C" __global__ void __launch_bounds__(TC_NT, 1)
+    attn_turbo2_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
+                   i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
+                   float attn_scale) {
+    attn_turbo_tc<2>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
+                     attn_scale);
+}
 extern "C" __global__ void __launch_bounds__(TC_NT, 1)
     attn_turbo4_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                    i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
