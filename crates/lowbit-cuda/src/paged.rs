@@ -142,6 +142,10 @@ pub struct GpuKv<'g> {
     pub signs: Vec<f32>,
     signs_dev: CudaSlice<f32>,
     levels_dev: CudaSlice<f32>,
+    /// The levels × `tc_scale` for the tensor-core kernels, which round them
+    /// to f16: the scale that makes them closest to f16 values.
+    levels_tc_dev: CudaSlice<f32>,
+    tc_scale: f32,
     bounds_dev: CudaSlice<f32>,
 }
 
@@ -175,6 +179,7 @@ impl<'g> GpuKv<'g> {
             }
             _ => (vec![1.0; HEAD_DIM], vec![0.0; 16], vec![0.0; 15]),
         };
+        let tc_scale = f16_fit(&levels);
         let mut win_host = vec![0u16; batch * 2 * kv_heads * window * HEAD_DIM];
         for (i, w) in win_host.iter_mut().enumerate() {
             *w = half::f16::from_f64(SplitMix64::new(seed ^ 0x5749_4e44 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).normal()).to_bits();
@@ -201,6 +206,8 @@ impl<'g> GpuKv<'g> {
             signs_dev: s.clone_htod(&signs)?,
             signs,
             levels_dev: s.clone_htod(&levels)?,
+            levels_tc_dev: s.clone_htod(&levels.iter().map(|l| l * tc_scale).collect::<Vec<f32>>())?,
+            tc_scale,
             bounds_dev: s.clone_htod(&bounds)?,
         })
     }
@@ -319,7 +326,7 @@ impl<'g> GpuKv<'g> {
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
         let mut l = s.launch_builder(&f);
-        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale);
+        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
         // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
         // Window rows (64 of K and V), 64 scores and 3 softmax values per head, (m, l) per split and head.
@@ -415,4 +422,35 @@ pub fn kivi_key_region(x: &[f32], bits: u32) -> Vec<u8> {
         lowbit_quant::bitpack::pack(&codes[t * HEAD_DIM..(t + 1) * HEAD_DIM], bits, row);
     }
     out
+}
+
+/// The factor in [1, 2) that brings `levels` closest to f16 values (the
+/// largest relative rounding error over the levels, minimized on a grid of
+/// 65,536 factors). The tensor-core kernels, which round the levels to f16,
+/// get them multiplied by it and divide it out of their sums.
+fn f16_fit(levels: &[f32]) -> f32 {
+    let err = |s: f32| levels.iter().filter(|l| **l != 0.0).map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0f32, f32::max);
+    (0..1u32 << 16).map(|m| 1.0 + m as f32 / 65536.0).fold(1.0, |best, s| if err(s) < err(best) { s } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lowbit_quant::rot::lloyd_max::{codebook, Law};
+
+    fn f16_err(levels: &[f32], s: f32) -> f32 {
+        levels.iter().map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn level_scale_brings_the_codebooks_closer_to_f16() {
+        for bits in [2, 4] {
+            let levels = codebook(Law::UnitSphere(HEAD_DIM), bits).levels.clone();
+            let s = f16_fit(&levels);
+            let (before, after) = (f16_err(&levels, 1.0), f16_err(&levels, s));
+            eprintln!("turbo{bits}: scale {s}, largest f16 rounding error {before:.2e} → {after:.2e}");
+            assert!((1.0..2.0).contains(&s) && after <= before);
+            assert!(after < 0.6 * before, "turbo{bits}: {after}");
+        }
+    }
 }

@@ -75,7 +75,7 @@ struct TcMerge {
 template <int BITS>
 __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
-                              float* part, float attn_scale) {
+                              float* part, float attn_scale, float level_scale) {
     static_assert(BITS == 4 || BITS == 2, "tensor-core kernels for 4- and 2-bit codes");
     constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112 for 4 bits)
     constexpr int SLOT = 2 * RB + 16;                        // a block's K and V (+ the word `words` reads past a row)
@@ -178,7 +178,8 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         asm("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(__byte_perm(x, key, 0x6504 + 16 * j)));
         return v;
     };
-    const float kscale = 0.08838834764831845f * attn_scale, vscale = 0.08838834764831845f;
+    // `levels` come multiplied by level_scale (closer to f16 values); divide it out.
+    const float kscale = 0.08838834764831845f * attn_scale / level_scale, vscale = 0.08838834764831845f / level_scale;
 
     float o[8][4];
     #pragma unroll
@@ -376,16 +377,16 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
 extern "C" __global__ void __launch_bounds__(TC_NT, 1)
     attn_turbo2_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                    i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
-                   float attn_scale) {
+                   float attn_scale, float level_scale) {
     attn_turbo_tc<2>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
-                     attn_scale);
+                     attn_scale, level_scale);
 }
 extern "C" __global__ void __launch_bounds__(TC_NT, 1)
     attn_turbo4_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                    i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
-                   float attn_scale) {
+                   float attn_scale, float level_scale) {
     attn_turbo_tc<4>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
-                     attn_scale);
+                     attn_scale, level_scale);
 }
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
