@@ -64,7 +64,15 @@ enum BenchWhat {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    // Run on a pool thread, so the parallel sections of each decode step
+    // start and end on a worker instead of waking a pool from outside (a
+    // sleeping main thread costs a wake-up per section, hundreds per token).
+    rayon::ThreadPoolBuilder::new().build()?.install(|| dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
         Cmd::QuantBench(a) => quant_bench::run(a),
         Cmd::Generate(a) => generate::run(a),
         Cmd::Eval(c) => eval::run(c),
