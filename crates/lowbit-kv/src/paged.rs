@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use lowbit_quant::simd::f16_to_f32;
 use rayon::prelude::*;
 
 use crate::attend::HeadAcc;
@@ -550,7 +551,7 @@ impl PagedCache {
             let (s0, s1) = (t - b * bt, end - b * bt);
             for h in 0..nh {
                 for (s, row) in (s0..s1).zip(rows.chunks_exact_mut(d)) {
-                    plane.raw[s * kvd + h * d..s * kvd + (h + 1) * d].convert_to_f32_slice(row);
+                    f16_to_f32(&plane.raw[s * kvd + h * d..s * kvd + (h + 1) * d], row);
                 }
                 c.encode(&rows[..(s1 - s0) * d], s0, &mut plane.codes[h * hb..(h + 1) * hb]);
             }
@@ -585,8 +586,8 @@ impl PagedCache {
             let n = sl.sink_k.len() / kvd;
             let (mut sk, mut sv) = (vec![0f32; n * d], vec![0f32; n * d]);
             for t in 0..n {
-                sl.sink_k[t * kvd + h * d..t * kvd + (h + 1) * d].convert_to_f32_slice(&mut sk[t * d..(t + 1) * d]);
-                sl.sink_v[t * kvd + h * d..t * kvd + (h + 1) * d].convert_to_f32_slice(&mut sv[t * d..(t + 1) * d]);
+                f16_to_f32(&sl.sink_k[t * kvd + h * d..t * kvd + (h + 1) * d], &mut sk[t * d..(t + 1) * d]);
+                f16_to_f32(&sl.sink_v[t * kvd + h * d..t * kvd + (h + 1) * d], &mut sv[t * d..(t + 1) * d]);
             }
             for (i, &p) in positions.iter().enumerate() {
                 let e = (p + 1).min(n);
@@ -632,7 +633,7 @@ impl PagedCache {
                 }
                 for t in cmin.max(lo)..e_max {
                     let at = (t - b0) * kvd + h * d;
-                    plane.raw[at..at + d].convert_to_f32_slice(&mut raw[(t - b0) * d..(t - b0 + 1) * d]);
+                    f16_to_f32(&plane.raw[at..at + d], &mut raw[(t - b0) * d..(t - b0 + 1) * d]);
                 }
             }
             for (i, (&p, &(ck, cv))) in positions.iter().zip(&cuts).enumerate() {

@@ -415,3 +415,23 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn f16_to_f32_matches(n in 0usize..100, off in 0usize..3, seed in any::<u64>()) {
+        // Every bit pattern can occur: NaNs, infinities, subnormals.
+        let mut r = lowbit_quant::rng::SplitMix64::new(seed);
+        let src: Vec<half::f16> = (0..n + off).map(|_| half::f16::from_bits(r.next_u64() as u16)).collect();
+        let mut want = vec![0f32; n];
+        simd::f16_to_f32_at(Level::Scalar, &src[off..], &mut want);
+        for l in levels() {
+            let mut got = vec![0f32; n];
+            simd::f16_to_f32_at(l, &src[off..], &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{:?}: {} vs {}", l, g, w);
+            }
+        }
+    }
+}

@@ -520,3 +520,17 @@ pub unsafe fn turbo_rows(blocks: &[u8], bits: u32, dim: usize, levels: &[f32], o
 pub unsafe fn affine_rows(packed: &[u8], row_bytes: usize, bits: u32, scale: &[f32], min: &[f32], out: &mut [f32]) {
     super::affine_rows_ref(packed, row_bytes, bits, scale, min, out)
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let (sp, dp) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(dp.add(i), _mm256_cvtph_ps(_mm_loadu_si128(sp.add(i) as *const __m128i)));
+        i += 8;
+    }
+    for j in i..n {
+        *dp.add(j) = src[j].to_f32();
+    }
+}

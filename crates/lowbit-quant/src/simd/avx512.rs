@@ -731,3 +731,15 @@ pub unsafe fn affine_rows(packed: &[u8], row_bytes: usize, bits: u32, scale: &[f
         }
     }
 }
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let (sp, dp) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 16 <= n {
+        _mm512_storeu_ps(dp.add(i), _mm512_cvtph_ps(_mm256_loadu_si256(sp.add(i) as *const __m256i)));
+        i += 16;
+    }
+    super::avx2::f16_to_f32(&src[i..n], &mut dst[i..n]);
+}

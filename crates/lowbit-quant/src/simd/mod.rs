@@ -335,3 +335,15 @@ dispatch!(
     /// One Q4_1 row against four Q8_1 activations.
     dot_q4_1_q8_1_x4, dot_q4_1_q8_1_x4_at, (codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4], dot_q4_1_q8_1_x4_ref
 );
+
+fn f16_to_f32_ref(src: &[half::f16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f32();
+    }
+}
+
+dispatch!(
+    /// dst[i] = src[i] as f32 (min of the two lengths): one call for a
+    /// whole row, 8 values per instruction (the f16 KV cache's rows).
+    f16_to_f32, f16_to_f32_at, (src: &[half::f16], dst: &mut [f32]) -> (), f16_to_f32_ref
+);
