@@ -206,9 +206,13 @@ impl Model {
             for i in 0..n {
                 rmsnorm(&x[i * dim..(i + 1) * dim], &layer.attn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
             }
-            mm(&layer.wq, &xb, &mut q);
-            mm(&layer.wk, &xb, &mut k);
-            mm(&layer.wv, &xb, &mut v);
+            if n == 1 {
+                QMatrix::matvec_many(&[&layer.wq, &layer.wk, &layer.wv], &xb, &mut [&mut q, &mut k, &mut v]);
+            } else {
+                mm(&layer.wq, &xb, &mut q);
+                mm(&layer.wk, &xb, &mut k);
+                mm(&layer.wv, &xb, &mut v);
+            }
             for i in 0..n {
                 let (qi, ki, vi) = (&mut q[i * dim..(i + 1) * dim], &mut k[i * kvd..(i + 1) * kvd], &mut v[i * kvd..(i + 1) * kvd]);
                 add_bias(qi, &layer.bias_q);
@@ -230,8 +234,12 @@ impl Model {
             for i in 0..n {
                 rmsnorm(&x[i * dim..(i + 1) * dim], &layer.ffn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
             }
-            mm(&layer.w_gate, &xb, &mut gate);
-            mm(&layer.w_up, &xb, &mut up);
+            if n == 1 {
+                QMatrix::matvec_many(&[&layer.w_gate, &layer.w_up], &xb, &mut [&mut gate, &mut up]);
+            } else {
+                mm(&layer.w_gate, &xb, &mut gate);
+                mm(&layer.w_up, &xb, &mut up);
+            }
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
