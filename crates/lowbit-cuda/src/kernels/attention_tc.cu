@@ -1,5 +1,6 @@
-// Decode attention on tensor cores for the turbo codecs (same cache layout,
-// arguments and partial results as attn_* in attention.cu).
+// Decode attention on tensor cores for turbo4 and turbo2 caches (same
+// cache layout and partial results as attn_* in attention.cu; the window
+// and the merge of the splits are attn_finish_tc at the end of this file).
 //
 // Each warp takes whole cache blocks (32 tokens) on its own, copied into a
 // private three-stage shared-memory ring with cp.async, and keeps its own
@@ -12,16 +13,14 @@
 // Rows/columns 0–3 of Q and P are the 4 query heads rounded to f16, 4–7
 // the rounding remainders (hi + lo keeps f32 accuracy at no extra cost:
 // the MMA has 8 columns either way). Codes become f16 operands through a
-// 256-entry shared-memory table: byte e → (level[e & 15], level[e >> 4])
-// as one f16 pair, i.e. one load per MMA operand register. Keys index it
-// with their code bytes (two neighbouring dimensions); values with a byte
-// built from two tokens' codes of one dimension (the PV product pairs
-// tokens). Each lane has its own copy of the table in its own bank, so the
-// random indices never conflict: entry e of lane l sits at byte 256e + 4l,
-// an address a single byte permute makes from the code byte and 4l. The dot
-// products are sums over d (and t), so each thread's fragment may take any
-// fixed subset of dimensions (tokens) as long as both operands agree:
-// threads read contiguous code bytes instead of the MMA's native columns.
+// shared-memory table indexed by a code byte (layout below): one load per
+// operand register (4-bit: two neighbouring dimensions of a key, or one
+// dimension of two tokens for values — the PV product pairs tokens; 2-bit:
+// both registers of a k-step at once). Each lane has its own copy of the
+// table in its own bank, so random codes never conflict. The dot products
+// are sums over d (and t), so each thread's fragment may take any fixed
+// subset of dimensions (tokens) as long as both operands agree: threads
+// read contiguous code bytes instead of the MMA's native columns.
 
 #define TC_NT 384            // threads per thread block (12 warps share one table)
 #define STAGES 3             // cache blocks per warp in shared memory (2 in flight while one is used)
