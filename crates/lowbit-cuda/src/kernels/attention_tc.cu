@@ -56,6 +56,22 @@ __device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
     }
 }
 
+// Unnormalized Walsh–Hadamard transform of the G rows of x at once, by
+// `nt` threads (one butterfly per thread and stage); ends synchronized.
+__device__ void fwht_heads(float (*x)[D], int nt) {
+    for (int len = 1; len < D; len <<= 1) {
+        __syncthreads();
+        for (int t = threadIdx.x; t < G * D / 2; t += nt) {
+            const int g = t / (D / 2), i = t % (D / 2);
+            const int j = (i / len) * 2 * len + (i % len);
+            const float u = x[g][j], v = x[g][j + len];
+            x[g][j] = u + v;
+            x[g][j + len] = u - v;
+        }
+    }
+    __syncthreads();
+}
+
 // Dynamic shared memory: the code table, 256 rows of 256 B, at a 64 KB-
 // aligned shared address A, so one byte permute makes the whole load
 // address (no add). 4-bit codes: entry e = (level[e & 15], level[e >> 4])
@@ -135,17 +151,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     // Rotated q of the G heads: signs, then the Walsh–Hadamard transform of
     // all heads at once (one butterfly per thread and stage).
     for (int x = threadIdx.x; x < G * D; x += TC_NT) qs[x / D][x % D] = q[((i64)b * kvh * G + h * G) * D + x] * signs[x % D];
-    for (int len = 1; len < D; len <<= 1) {
-        __syncthreads();
-        for (int x = threadIdx.x; x < G * D / 2; x += TC_NT) {
-            const int g = x / (D / 2), i = x % (D / 2);
-            const int j = (i / len) * 2 * len + (i % len);
-            const float u = qs[g][j], v = qs[g][j + len];
-            qs[g][j] = u + v;
-            qs[g][j + len] = u - v;
-        }
-    }
-    __syncthreads();
+    fwht_heads(qs, TC_NT);
     // Q fragments: row gi = head gi & 3 (f16 part for gi < 4, remainder
     // otherwise); k-step ks covers dimensions 32·ci + 4·ks + 0..3.
     u32 qa[8], qb[8];
@@ -373,20 +379,16 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(TC_NT, 1)
-    attn_turbo2_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
-                   i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
-                   float attn_scale, float level_scale) {
-    attn_turbo_tc<2>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
-                     attn_scale, level_scale);
-}
-extern "C" __global__ void __launch_bounds__(TC_NT, 1)
-    attn_turbo4_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
-                   i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,
-                   float attn_scale, float level_scale) {
-    attn_turbo_tc<4>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels, signs, part,
-                     attn_scale, level_scale);
-}
+#define TC_KERNEL(NAME, BITS)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(TC_NT, 1)                                                            \
+        NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
+             i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
+             float attn_scale, float level_scale) {                                                                    \
+        attn_turbo_tc<BITS>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
+                            signs, part, attn_scale, level_scale);                                                     \
+    }
+TC_KERNEL(attn_turbo2_tc, 2)
+TC_KERNEL(attn_turbo4_tc, 4)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
 // merge of the splits in one launch (grid (kvh, batch), G·D threads:
@@ -489,17 +491,7 @@ extern "C" __global__ void __launch_bounds__(G * D)
     }
     // Undo the rotation: the transform of the G heads at once, then signs.
     x[g][d] = A;
-    for (int len = 1; len < D; len <<= 1) {
-        __syncthreads();
-        if (threadIdx.x < G * D / 2) {
-            const int gg = threadIdx.x / (D / 2), i = threadIdx.x % (D / 2);
-            const int j = (i / len) * 2 * len + (i % len);
-            const float u = x[gg][j], v = x[gg][j + len];
-            x[gg][j] = u + v;
-            x[gg][j + len] = u - v;
-        }
-    }
-    __syncthreads();
+    fwht_heads(x, G * D);
     A = x[g][d] * 0.08838834764831845f * signs[d];
     const float MM = fmaxf(M, wm);
     const float ec = M == -INFINITY ? 0.f : __expf(M - MM), ew = wm == -INFINITY ? 0.f : __expf(wm - MM);
