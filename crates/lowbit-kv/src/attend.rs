@@ -5,7 +5,7 @@
 //! domain accumulate there and are rotated back once, in [`HeadAcc::finish`].
 
 use lowbit_quant::rot::rht::Rht;
-use lowbit_quant::simd::{axpy, dot_rows, exp_sub_sum, weighted_rows};
+use lowbit_quant::simd::{axpy, dot_rows, dot_rows_f16, exp_sub_sum, weighted_rows, weighted_rows_f16};
 
 /// The running state of one query head.
 #[derive(Clone, Debug)]
@@ -44,6 +44,20 @@ impl HeadAcc {
     /// Fold in rows whose scores (already scaled) are given; `scores` is
     /// overwritten with the softmax weights.
     pub fn fold(&mut self, scores: &mut [f32], vals: &[f32], rotated: bool) {
+        self.fold_by(scores, rotated, |w, acc| weighted_rows(w, vals, acc));
+    }
+
+    /// [`HeadAcc::absorb`] on f16 rows read in place: row i of keys and of
+    /// values starts at i·stride (one head of token-major rows), n rows,
+    /// plain domain. The same results as converting the rows first.
+    pub fn absorb_f16(&mut self, q: &[f32], keys: &[half::f16], vals: &[half::f16], stride: usize, n: usize, scores: &mut [f32]) {
+        dot_rows_f16(q, keys, stride, &mut scores[..n]);
+        self.fold_by(&mut scores[..n], false, |w, acc| weighted_rows_f16(w, vals, stride, acc));
+    }
+
+    /// The softmax update for the weights in `scores`, then `add(weights,
+    /// accumulator)` sums the value rows.
+    fn fold_by(&mut self, scores: &mut [f32], rotated: bool, add: impl FnOnce(&[f32], &mut [f32])) {
         let d = self.plain.len();
         let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         self.rescale(mx);
@@ -52,7 +66,7 @@ impl HeadAcc {
         }
         self.sum += exp_sub_sum(scores, self.max);
         let acc = if rotated { &mut self.rotated } else { &mut self.plain };
-        weighted_rows(scores, vals, acc);
+        add(scores, acc);
     }
 
     /// Merge another state over a disjoint token range.

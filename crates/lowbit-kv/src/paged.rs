@@ -610,6 +610,9 @@ impl PagedCache {
             None => Vec::new(),
         };
         let v_rot = lc.v.as_ref().is_some_and(|c| c.rotation().is_some());
+        // An f16 cache (no codec on either plane) is read in place by a single
+        // query (decode); a batch converts each block once for all queries.
+        let direct = lc.k.is_none() && lc.v.is_none() && positions.len() == 1;
         for b in blocks {
             let b0 = b * bt;
             // Sink tokens are not in the blocks; `lo` is the first that is.
@@ -631,7 +634,7 @@ impl PagedCache {
                         c.decode(&plane.codes[h * hb..(h + 1) * hb], lo - b0, t1 - b0, &mut coded[(lo - b0) * d..(t1 - b0) * d]);
                     }
                 }
-                for t in cmin.max(lo)..e_max {
+                for t in if direct { 0..0 } else { cmin.max(lo)..e_max } {
                     let at = (t - b0) * kvd + h * d;
                     f16_to_f32(&plane.raw[at..at + d], &mut raw[(t - b0) * d..(t - b0 + 1) * d]);
                 }
@@ -649,6 +652,13 @@ impl PagedCache {
                         continue;
                     }
                     let (kcoded, vcoded) = (s0 < ck, s0 < cv);
+                    if direct {
+                        let at = (s0 - b0) * kvd + h * d;
+                        for j in 0..g {
+                            accs[i * g + j].absorb_f16(q.get(first + i, h * g + j, false), &blk.k.raw[at..], &blk.v.raw[at..], kvd, s1 - s0, &mut scores);
+                        }
+                        continue;
+                    }
                     let rows = (s0 - b0) * d..(s1 - b0) * d;
                     let keys = if kcoded { &kc[rows.clone()] } else { &kr[rows.clone()] };
                     let vals = if vcoded { &vc[rows.clone()] } else { &vr[rows] };

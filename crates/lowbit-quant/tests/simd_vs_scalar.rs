@@ -435,3 +435,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The f16-row kernels give, at every level, exactly what converting the
+    /// rows and running the f32 kernels of that level gives.
+    #[test]
+    fn f16_row_kernels_equal_convert_then_f32(d in prop::sample::select(vec![8usize, 24, 64, 128, 192, 320]), n in 0usize..12, pad in 0usize..40, seed in any::<u64>()) {
+        let stride = d + pad;
+        let q = vecs(d, seed);
+        let w = vecs(n, seed ^ 9);
+        let rows: Vec<half::f16> = vecs(n * stride + d, seed ^ 5).iter().map(|&x| half::f16::from_f32(x)).collect();
+        let conv: Vec<f32> = (0..n).flat_map(|i| rows[i * stride..i * stride + d].iter().map(|h| h.to_f32()).collect::<Vec<_>>()).collect();
+        for l in simd::available() {
+            let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
+            simd::dot_rows_f16_at(l, &q, &rows, stride, &mut got);
+            simd::dot_rows_at(l, &q, &conv, &mut want);
+            prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "dot_rows {:?}", l);
+            let init = vecs(d, seed ^ 7);
+            let (mut got, mut want) = (init.clone(), init.clone());
+            simd::weighted_rows_f16_at(l, &w, &rows, stride, &mut got);
+            simd::weighted_rows_at(l, &w, &conv, &mut want);
+            prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "weighted_rows {:?}", l);
+        }
+    }
+}

@@ -534,3 +534,27 @@ pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
         *dp.add(j) = src[j].to_f32();
     }
 }
+
+/// Rows converted one at a time into a buffer, then the f32 kernels
+/// (each row's operations are those of the f32 path).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_rows_f16(q: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32]) {
+    let d = q.len();
+    let (mut stack, mut heap) = ([0f32; 256], Vec::new());
+    let buf: &mut [f32] = if d <= 256 { &mut stack[..d] } else { heap.resize(d, 0.0); &mut heap };
+    for (i, o) in out.iter_mut().enumerate() {
+        f16_to_f32(&rows[i * stride..i * stride + d], buf);
+        dot_rows(q, buf, std::slice::from_mut(o));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn weighted_rows_f16(w: &[f32], rows: &[half::f16], stride: usize, acc: &mut [f32]) {
+    let d = acc.len();
+    let (mut stack, mut heap) = ([0f32; 256], Vec::new());
+    let buf: &mut [f32] = if d <= 256 { &mut stack[..d] } else { heap.resize(d, 0.0); &mut heap };
+    for (i, &wi) in w.iter().enumerate() {
+        f16_to_f32(&rows[i * stride..i * stride + d], buf);
+        weighted_rows(&[wi], buf, acc);
+    }
+}

@@ -743,3 +743,68 @@ pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
     }
     super::avx2::f16_to_f32(&src[i..n], &mut dst[i..n]);
 }
+
+/// 16 f16 values at `p` as f32.
+#[inline(always)]
+unsafe fn load_f16x16(p: *const half::f16) -> __m512 {
+    _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+}
+
+/// [`dot_rows`] on f16 rows: the same operations with converting loads.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn dot_rows_f16(q: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32]) {
+    let d = q.len();
+    if d != 64 && d != 128 {
+        return super::avx2::dot_rows_f16(q, rows, stride, out);
+    }
+    assert!(out.is_empty() || rows.len() >= (out.len() - 1) * stride + d, "f16 rows too short");
+    let qv: [__m512; 8] = std::array::from_fn(|j| if 16 * j < d { _mm512_loadu_ps(q.as_ptr().add(16 * j)) } else { _mm512_setzero_ps() });
+    for (i, o) in out.iter_mut().enumerate() {
+        let r = rows.as_ptr().add(i * stride);
+        let mut a0 = _mm512_mul_ps(qv[0], load_f16x16(r));
+        let mut a1 = _mm512_mul_ps(qv[1], load_f16x16(r.add(16)));
+        a0 = _mm512_fmadd_ps(qv[2], load_f16x16(r.add(32)), a0);
+        a1 = _mm512_fmadd_ps(qv[3], load_f16x16(r.add(48)), a1);
+        if d == 128 {
+            a0 = _mm512_fmadd_ps(qv[4], load_f16x16(r.add(64)), a0);
+            a1 = _mm512_fmadd_ps(qv[5], load_f16x16(r.add(80)), a1);
+            a0 = _mm512_fmadd_ps(qv[6], load_f16x16(r.add(96)), a0);
+            a1 = _mm512_fmadd_ps(qv[7], load_f16x16(r.add(112)), a1);
+        }
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+
+/// [`weighted_rows`] on f16 rows: the same operations with converting loads.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn weighted_rows_f16(w: &[f32], rows: &[half::f16], stride: usize, acc: &mut [f32]) {
+    let d = acc.len();
+    if d % 64 != 0 {
+        // One converted row at a time through the f32 kernel of this level.
+        let mut buf = vec![0f32; d];
+        for (i, &wi) in w.iter().enumerate() {
+            super::avx2::f16_to_f32(&rows[i * stride..i * stride + d], &mut buf);
+            weighted_rows(&[wi], &buf, acc);
+        }
+        return;
+    }
+    assert!(w.is_empty() || rows.len() >= (w.len() - 1) * stride + d, "f16 rows too short");
+    let mut c0 = 0;
+    while c0 + 64 <= d {
+        let a = acc.as_mut_ptr().add(c0);
+        let (mut a0, mut a1, mut a2, mut a3) = (_mm512_loadu_ps(a), _mm512_loadu_ps(a.add(16)), _mm512_loadu_ps(a.add(32)), _mm512_loadu_ps(a.add(48)));
+        for (i, &wi) in w.iter().enumerate() {
+            let r = rows.as_ptr().add(i * stride + c0);
+            let wv = _mm512_set1_ps(wi);
+            a0 = _mm512_fmadd_ps(wv, load_f16x16(r), a0);
+            a1 = _mm512_fmadd_ps(wv, load_f16x16(r.add(16)), a1);
+            a2 = _mm512_fmadd_ps(wv, load_f16x16(r.add(32)), a2);
+            a3 = _mm512_fmadd_ps(wv, load_f16x16(r.add(48)), a3);
+        }
+        _mm512_storeu_ps(a, a0);
+        _mm512_storeu_ps(a.add(16), a1);
+        _mm512_storeu_ps(a.add(32), a2);
+        _mm512_storeu_ps(a.add(48), a3);
+        c0 += 64;
+    }
+}

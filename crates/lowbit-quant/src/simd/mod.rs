@@ -347,3 +347,33 @@ dispatch!(
     /// whole row, 8 values per instruction (the f16 KV cache's rows).
     f16_to_f32, f16_to_f32_at, (src: &[half::f16], dst: &mut [f32]) -> (), f16_to_f32_ref
 );
+
+fn dot_rows_f16_ref(q: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32]) {
+    let mut row = vec![0f32; q.len()];
+    for (i, o) in out.iter_mut().enumerate() {
+        f16_to_f32_ref(&rows[i * stride..i * stride + q.len()], &mut row);
+        dot_rows_ref(q, &row, std::slice::from_mut(o));
+    }
+}
+
+dispatch!(
+    /// out[i] = q · rows[i·stride .. i·stride + q.len()] on f16 rows (the f16
+    /// KV cache, one head of a token-major block): the same results as
+    /// converting the rows and calling [`dot_rows`] at the same level.
+    dot_rows_f16, dot_rows_f16_at, (q: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32]) -> (), dot_rows_f16_ref
+);
+
+fn weighted_rows_f16_ref(w: &[f32], rows: &[half::f16], stride: usize, acc: &mut [f32]) {
+    let mut row = vec![0f32; acc.len()];
+    for (i, &wi) in w.iter().enumerate() {
+        f16_to_f32_ref(&rows[i * stride..i * stride + acc.len()], &mut row);
+        weighted_rows_ref(&[wi], &row, acc);
+    }
+}
+
+dispatch!(
+    /// acc += Σ_i w[i]·rows[i·stride .. i·stride + acc.len()] on f16 rows:
+    /// the same results as converting the rows and calling
+    /// [`weighted_rows`] at the same level.
+    weighted_rows_f16, weighted_rows_f16_at, (w: &[f32], rows: &[half::f16], stride: usize, acc: &mut [f32]) -> (), weighted_rows_f16_ref
+);
