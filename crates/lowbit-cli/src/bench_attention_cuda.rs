@@ -86,8 +86,12 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
     let checks = bench::check(&gpu, &codecs)?;
     let copy = bench::copy_bandwidth(&gpu)?;
     let mut quant = Vec::new();
-    let mut quantized: Vec<KvCodec> = codecs.iter().map(|k| k.codec).collect();
-    quantized.dedup();
+    let mut quantized: Vec<KvCodec> = Vec::new();
+    for c in codecs.iter().map(|k| k.codec) {
+        if !quantized.contains(&c) {
+            quantized.push(c);
+        }
+    }
     for c in quantized {
         let r = bench::quant_rate(&gpu, c)?;
         quant.push((r.codec, r.vectors_per_sec));

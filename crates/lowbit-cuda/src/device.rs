@@ -12,8 +12,10 @@ use crate::error::{CudaError, Result};
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
-/// Kernels that take dynamic shared memory, and how much (bytes).
-pub const DYNAMIC_SHARED: [(&str, u32); 2] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2))];
+/// Kernels that take dynamic shared memory, and the most they may take
+/// (bytes); attn_finish_tc's need grows with the split count.
+pub const DYNAMIC_SHARED: [(&str, u32); 3] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED_MAX)];
+pub const FINISH_SHARED_MAX: u32 = 160 * 1024;
 
 /// The tensor-core attention's dynamic shared memory for `bits`-bit turbo
 /// codes: the lane-private code table (256 rows of 256 B, placed on a 64 KB

@@ -327,11 +327,11 @@ impl<'g> GpuKv<'g> {
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
-        // SAFETY: argument list matches attn_turbo4_tc in attention_tc.cu; the caller checked the buffer sizes.
+        // SAFETY: argument list matches attn_turbo{2,4}_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
         // Window rows (64 of K and V), 64 scores and 3 softmax values per head, (m, l) per split and head.
         let shared = (64 * HEAD_DIM * 2 * 2 + GROUP * (64 + 3) * 4 + 2 * GROUP * nsplit * 4) as u32;
-        if shared > 160 * 1024 {
+        if shared > crate::device::FINISH_SHARED_MAX {
             return Err(CudaError::Shape(format!("{nsplit} splits need more shared memory than the merge kernel has")));
         }
         let f = self.gpu.function("attn_finish_tc")?;
