@@ -642,21 +642,39 @@ pub unsafe fn exp_sub_sum(x: &mut [f32], max: f32) -> f32 {
     super::avx2::exp_sub_sum(x, max)
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-pub unsafe fn weighted_rows(w: &[f32], rows: &[f32], acc: &mut [f32]) {
+/// Row element types the row kernels read: 16 values at `p` as f32.
+trait Row16: Sized {
+    unsafe fn load16(p: *const Self) -> __m512;
+}
+impl Row16 for f32 {
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+}
+impl Row16 for half::f16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const half::f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+}
+
+/// acc[..64k] += Σ_i w[i]·row i (row i at rows + i·stride), the columns in
+/// blocks of 64 held in registers across rows; returns the columns done.
+#[inline(always)]
+unsafe fn weighted_rows_by64<T: Row16>(w: &[f32], rows: *const T, stride: usize, acc: &mut [f32]) -> usize {
     let d = acc.len();
-    let n = w.len().min(rows.len() / d.max(1));
     let mut c0 = 0;
     while c0 + 64 <= d {
         let a = acc.as_mut_ptr().add(c0);
         let (mut a0, mut a1, mut a2, mut a3) = (_mm512_loadu_ps(a), _mm512_loadu_ps(a.add(16)), _mm512_loadu_ps(a.add(32)), _mm512_loadu_ps(a.add(48)));
-        for i in 0..n {
-            let r = rows.as_ptr().add(i * d + c0);
-            let wi = _mm512_set1_ps(w[i]);
-            a0 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r), a0);
-            a1 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(16)), a1);
-            a2 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(32)), a2);
-            a3 = _mm512_fmadd_ps(wi, _mm512_loadu_ps(r.add(48)), a3);
+        for (i, &wi) in w.iter().enumerate() {
+            let r = rows.add(i * stride + c0);
+            let wv = _mm512_set1_ps(wi);
+            a0 = _mm512_fmadd_ps(wv, T::load16(r), a0);
+            a1 = _mm512_fmadd_ps(wv, T::load16(r.add(16)), a1);
+            a2 = _mm512_fmadd_ps(wv, T::load16(r.add(32)), a2);
+            a3 = _mm512_fmadd_ps(wv, T::load16(r.add(48)), a3);
         }
         _mm512_storeu_ps(a, a0);
         _mm512_storeu_ps(a.add(16), a1);
@@ -664,6 +682,36 @@ pub unsafe fn weighted_rows(w: &[f32], rows: &[f32], acc: &mut [f32]) {
         _mm512_storeu_ps(a.add(48), a3);
         c0 += 64;
     }
+    c0
+}
+
+/// out[i] = q · row i (row i at rows + i·stride) for q.len() = 64 or 128:
+/// the query lives in registers; each row costs d/16 multiply-adds.
+#[inline(always)]
+unsafe fn dot_rows_64_128<T: Row16>(q: &[f32], rows: *const T, stride: usize, out: &mut [f32]) {
+    let d = q.len();
+    let qv: [__m512; 8] = std::array::from_fn(|j| if 16 * j < d { _mm512_loadu_ps(q.as_ptr().add(16 * j)) } else { _mm512_setzero_ps() });
+    for (i, o) in out.iter_mut().enumerate() {
+        let r = rows.add(i * stride);
+        let mut a0 = _mm512_mul_ps(qv[0], T::load16(r));
+        let mut a1 = _mm512_mul_ps(qv[1], T::load16(r.add(16)));
+        a0 = _mm512_fmadd_ps(qv[2], T::load16(r.add(32)), a0);
+        a1 = _mm512_fmadd_ps(qv[3], T::load16(r.add(48)), a1);
+        if d == 128 {
+            a0 = _mm512_fmadd_ps(qv[4], T::load16(r.add(64)), a0);
+            a1 = _mm512_fmadd_ps(qv[5], T::load16(r.add(80)), a1);
+            a0 = _mm512_fmadd_ps(qv[6], T::load16(r.add(96)), a0);
+            a1 = _mm512_fmadd_ps(qv[7], T::load16(r.add(112)), a1);
+        }
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn weighted_rows(w: &[f32], rows: &[f32], acc: &mut [f32]) {
+    let d = acc.len();
+    let n = w.len().min(rows.len() / d.max(1));
+    let c0 = weighted_rows_by64(&w[..n], rows.as_ptr(), d, acc);
     if c0 < d {
         // Columns past the last 64: the AVX2 kernel on a column slice.
         for i in 0..n {
@@ -678,22 +726,8 @@ pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
     if d != 64 && d != 128 {
         return super::avx2::dot_rows(q, rows, out);
     }
-    // The query lives in registers; each row costs d/16 multiply-adds.
-    let qv: [__m512; 8] = std::array::from_fn(|j| if 16 * j < d { _mm512_loadu_ps(q.as_ptr().add(16 * j)) } else { _mm512_setzero_ps() });
-    for (o, row) in out.iter_mut().zip(rows.chunks_exact(d)) {
-        let r = row.as_ptr();
-        let mut a0 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(r));
-        let mut a1 = _mm512_mul_ps(qv[1], _mm512_loadu_ps(r.add(16)));
-        a0 = _mm512_fmadd_ps(qv[2], _mm512_loadu_ps(r.add(32)), a0);
-        a1 = _mm512_fmadd_ps(qv[3], _mm512_loadu_ps(r.add(48)), a1);
-        if d == 128 {
-            a0 = _mm512_fmadd_ps(qv[4], _mm512_loadu_ps(r.add(64)), a0);
-            a1 = _mm512_fmadd_ps(qv[5], _mm512_loadu_ps(r.add(80)), a1);
-            a0 = _mm512_fmadd_ps(qv[6], _mm512_loadu_ps(r.add(96)), a0);
-            a1 = _mm512_fmadd_ps(qv[7], _mm512_loadu_ps(r.add(112)), a1);
-        }
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    }
+    let n = out.len().min(rows.len() / d);
+    dot_rows_64_128(q, rows.as_ptr(), d, &mut out[..n]);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
@@ -744,12 +778,6 @@ pub unsafe fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
     super::avx2::f16_to_f32(&src[i..n], &mut dst[i..n]);
 }
 
-/// 16 f16 values at `p` as f32.
-#[inline(always)]
-unsafe fn load_f16x16(p: *const half::f16) -> __m512 {
-    _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
-}
-
 /// [`dot_rows`] on f16 rows: the same operations with converting loads.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn dot_rows_f16(q: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32]) {
@@ -758,21 +786,7 @@ pub unsafe fn dot_rows_f16(q: &[f32], rows: &[half::f16], stride: usize, out: &m
         return super::avx2::dot_rows_f16(q, rows, stride, out);
     }
     assert!(out.is_empty() || rows.len() >= (out.len() - 1) * stride + d, "f16 rows too short");
-    let qv: [__m512; 8] = std::array::from_fn(|j| if 16 * j < d { _mm512_loadu_ps(q.as_ptr().add(16 * j)) } else { _mm512_setzero_ps() });
-    for (i, o) in out.iter_mut().enumerate() {
-        let r = rows.as_ptr().add(i * stride);
-        let mut a0 = _mm512_mul_ps(qv[0], load_f16x16(r));
-        let mut a1 = _mm512_mul_ps(qv[1], load_f16x16(r.add(16)));
-        a0 = _mm512_fmadd_ps(qv[2], load_f16x16(r.add(32)), a0);
-        a1 = _mm512_fmadd_ps(qv[3], load_f16x16(r.add(48)), a1);
-        if d == 128 {
-            a0 = _mm512_fmadd_ps(qv[4], load_f16x16(r.add(64)), a0);
-            a1 = _mm512_fmadd_ps(qv[5], load_f16x16(r.add(80)), a1);
-            a0 = _mm512_fmadd_ps(qv[6], load_f16x16(r.add(96)), a0);
-            a1 = _mm512_fmadd_ps(qv[7], load_f16x16(r.add(112)), a1);
-        }
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    }
+    dot_rows_64_128(q, rows.as_ptr(), stride, out);
 }
 
 /// [`weighted_rows`] on f16 rows: the same operations with converting loads.
@@ -789,22 +803,5 @@ pub unsafe fn weighted_rows_f16(w: &[f32], rows: &[half::f16], stride: usize, ac
         return;
     }
     assert!(w.is_empty() || rows.len() >= (w.len() - 1) * stride + d, "f16 rows too short");
-    let mut c0 = 0;
-    while c0 + 64 <= d {
-        let a = acc.as_mut_ptr().add(c0);
-        let (mut a0, mut a1, mut a2, mut a3) = (_mm512_loadu_ps(a), _mm512_loadu_ps(a.add(16)), _mm512_loadu_ps(a.add(32)), _mm512_loadu_ps(a.add(48)));
-        for (i, &wi) in w.iter().enumerate() {
-            let r = rows.as_ptr().add(i * stride + c0);
-            let wv = _mm512_set1_ps(wi);
-            a0 = _mm512_fmadd_ps(wv, load_f16x16(r), a0);
-            a1 = _mm512_fmadd_ps(wv, load_f16x16(r.add(16)), a1);
-            a2 = _mm512_fmadd_ps(wv, load_f16x16(r.add(32)), a2);
-            a3 = _mm512_fmadd_ps(wv, load_f16x16(r.add(48)), a3);
-        }
-        _mm512_storeu_ps(a, a0);
-        _mm512_storeu_ps(a.add(16), a1);
-        _mm512_storeu_ps(a.add(32), a2);
-        _mm512_storeu_ps(a.add(48), a3);
-        c0 += 64;
-    }
+    weighted_rows_by64(w, rows.as_ptr(), stride, acc);
 }
