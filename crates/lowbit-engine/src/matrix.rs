@@ -73,25 +73,7 @@ impl QMatrix {
 
     /// out = W·x for one vector.
     pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
-        let codec = self.format.codec();
-        let per = rows_per_task(self.rows);
-        match self.format.activation() {
-            Some(_) => {
-                let act = self.format.quantize_activation(x).expect("activation length matches cols");
-                out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
-                    for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_q8(self.row(t * per + i), &act);
-                    }
-                });
-            }
-            None => {
-                out.par_chunks_mut(per).enumerate().for_each(|(t, o)| {
-                    for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_f32(self.row(t * per + i), x);
-                    }
-                });
-            }
-        }
+        Self::matvec_many(&[self], x, &mut [out]);
     }
 
     /// outs[i] = ws[i]·x for matrices that share their input (q, k, v;
@@ -188,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn matvec_many_equals_one_matvec_per_matrix() {
+    fn matvec_many_equals_row_by_row_dots() {
         // Two activation types (Q8_1 for q4_1, Q8_0 for q8_0) and a float format.
         let ws = [random("q4_1", 70, 64, 1), random("q8_0", 33, 64, 2), random("f16", 17, 64, 3), random("q4_1", 5, 64, 4)];
         let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -196,8 +178,14 @@ mod tests {
         let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
         QMatrix::matvec_many(&ws.iter().collect::<Vec<_>>(), &x, &mut refs);
         for (w, got) in ws.iter().zip(&outs) {
-            let mut want = vec![0.0; w.rows];
-            w.matvec(&x, &mut want);
+            let codec = w.format.codec();
+            let want: Vec<f32> = match w.format.activation() {
+                Some(_) => {
+                    let act = w.format.quantize_activation(&x).unwrap();
+                    (0..w.rows).map(|r| codec.dot_q8(w.row(r), &act)).collect()
+                }
+                None => (0..w.rows).map(|r| codec.dot_f32(w.row(r), &x)).collect(),
+            };
             assert_eq!(got, &want, "{}", w.format.name());
         }
     }
