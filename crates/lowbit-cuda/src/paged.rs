@@ -429,8 +429,16 @@ pub fn kivi_key_region(x: &[f32], bits: u32) -> Vec<u8> {
 /// 65,536 factors). The tensor-core kernels, which round the levels to f16,
 /// get them multiplied by it and divide it out of their sums.
 fn f16_fit(levels: &[f32]) -> f32 {
-    let err = |s: f32| levels.iter().filter(|l| **l != 0.0).map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0f32, f32::max);
-    (0..1u32 << 16).map(|m| 1.0 + m as f32 / 65536.0).fold(1.0, |best, s| if err(s) < err(best) { s } else { best })
+    let first = (1.0, f16_rounding(levels, 1.0));
+    (1..1u32 << 16).map(|m| 1.0 + m as f32 / 65536.0).fold(first, |best, s| {
+        let e = f16_rounding(levels, s);
+        if e < best.1 { (s, e) } else { best }
+    }).0
+}
+
+/// The largest relative error of rounding `levels`·s to f16 (zero levels aside).
+fn f16_rounding(levels: &[f32], s: f32) -> f32 {
+    levels.iter().filter(|l| **l != 0.0).map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0f32, f32::max)
 }
 
 #[cfg(test)]
@@ -438,16 +446,12 @@ mod tests {
     use super::*;
     use lowbit_quant::rot::lloyd_max::{codebook, Law};
 
-    fn f16_err(levels: &[f32], s: f32) -> f32 {
-        levels.iter().map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0.0, f32::max)
-    }
-
     #[test]
     fn level_scale_brings_the_codebooks_closer_to_f16() {
         for bits in [2, 4] {
             let levels = codebook(Law::UnitSphere(HEAD_DIM), bits).levels.clone();
             let s = f16_fit(&levels);
-            let (before, after) = (f16_err(&levels, 1.0), f16_err(&levels, s));
+            let (before, after) = (f16_rounding(&levels, 1.0), f16_rounding(&levels, s));
             eprintln!("turbo{bits}: scale {s}, largest f16 rounding error {before:.2e} → {after:.2e}");
             assert!((1.0..2.0).contains(&s) && after <= before);
             assert!(after < 0.6 * before, "turbo{bits}: {after}");
