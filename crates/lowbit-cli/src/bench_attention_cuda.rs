@@ -76,23 +76,22 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
     let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
     let gpu = Gpu::open()?;
     eprintln!("{} ({}): checking kernels against the CPU reference ...", gpu.name, gpu.arch);
-    let mut kernel_registers = Vec::new();
-    for c in &codecs {
-        for k in [c.function(), format!("quant_{}", c.codec.name())] {
-            let f = gpu.function(&k)?;
-            kernel_registers.push((k, f.num_regs()?, f.local_size_bytes()?));
-        }
-    }
-    let checks = bench::check(&gpu, &codecs)?;
-    let copy = bench::copy_bandwidth(&gpu)?;
-    let mut quant = Vec::new();
+    // Each codec's quantize kernel once, however many attention kernels read it.
     let mut quantized: Vec<KvCodec> = Vec::new();
     for c in codecs.iter().map(|k| k.codec) {
         if !quantized.contains(&c) {
             quantized.push(c);
         }
     }
-    for c in quantized {
+    let mut kernel_registers = Vec::new();
+    for k in codecs.iter().map(|c| c.function()).chain(quantized.iter().map(|c| format!("quant_{}", c.name()))) {
+        let f = gpu.function(&k)?;
+        kernel_registers.push((k, f.num_regs()?, f.local_size_bytes()?));
+    }
+    let checks = bench::check(&gpu, &codecs)?;
+    let copy = bench::copy_bandwidth(&gpu)?;
+    let mut quant = Vec::new();
+    for &c in &quantized {
         let r = bench::quant_rate(&gpu, c)?;
         quant.push((r.codec, r.vectors_per_sec));
     }

@@ -60,21 +60,14 @@ struct Codec {
                     e[8 + i] = (float)((v.y >> (4 * i)) & 15);
                 }
             }
-        } else if (BITS == 4) {
-            const u16* c = (const u16*)(row + 2 + 8 * sl);
+        } else if (BITS == 4 || BITS == 2) {
+            // BITS 16-bit words, 16 / BITS codes each.
+            const u16* c = (const u16*)(row + 2 + 2 * BITS * sl);
             #pragma unroll
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < BITS; k++) {
                 u32 v = c[k];
                 #pragma unroll
-                for (int i = 0; i < 4; i++) e[4 * k + i] = lut[(v >> (4 * i)) & 15];
-            }
-        } else if (BITS == 2) {
-            const u16* c = (const u16*)(row + 2 + 4 * sl);
-            #pragma unroll
-            for (int k = 0; k < 2; k++) {
-                u32 v = c[k];
-                #pragma unroll
-                for (int i = 0; i < 8; i++) e[8 * k + i] = lut[(v >> (2 * i)) & 3];
+                for (int i = 0; i < 16 / BITS; i++) e[16 / BITS * k + i] = lut[(v >> (BITS * i)) & ((1 << BITS) - 1)];
             }
         } else {
             const u16* c = (const u16*)(row + 2 + 6 * sl);
