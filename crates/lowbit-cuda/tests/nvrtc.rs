@@ -1,7 +1,7 @@
 //! The kernels compile with NVRTC where libnvrtc is found (no GPU needed);
 //! without a GPU driver, opening the device is an error, never a panic.
 
-use lowbit_cuda::{device, CudaError, Gpu, KvCodec};
+use lowbit_cuda::{device, AttnKernel, CudaError, Gpu, KvCodec};
 
 #[test]
 fn kernels_compile_for_hopper_where_nvrtc_is_found() {
@@ -37,6 +37,12 @@ fn codec_names_and_row_bytes() {
     assert_eq!(KvCodec::parse("q8_0").unwrap().token_bytes(), 136);
     assert_eq!(KvCodec::parse("f16").unwrap().token_bytes(), 256);
     assert!(KvCodec::parse("kivi3").unwrap_err().to_string().contains("kivi2"));
+    // Tensor-core kernels: turbo4-tc and turbo2-tc; anything else is a named error.
+    let k = AttnKernel::parse("turbo4-tc").unwrap();
+    assert_eq!((k.codec, k.tensor_cores, k.function(), k.name()), (KvCodec::Turbo(4), true, "attn_turbo4_tc".into(), "turbo4-tc".into()));
+    assert_eq!(AttnKernel::parse("turbo2-tc").unwrap().function(), "attn_turbo2_tc");
+    assert_eq!(AttnKernel::parse("q8_0").unwrap().function(), "attn_q8_0");
+    assert!(AttnKernel::parse("turbo3-tc").unwrap_err().to_string().contains("turbo4-tc"));
     // KIVI keys: 128 × (scale, min) f16 + 32 rows of 2-bit codes; values uniform2:g32:asym.
     let k = KvCodec::parse("kivi2").unwrap();
     assert_eq!((k.key_region_bytes(), k.value_region_bytes(), k.token_bytes()), (512 + 32 * 32, 32 * 48, 48));
