@@ -155,11 +155,17 @@ impl QMatrix {
                 }
             }
         });
-        for row in 0..r {
-            for t in 0..n {
-                out[t * r + row] = tmp[row * n + t];
+        // Transpose in tiles of 16 tokens (one cache line of tmp per row),
+        // in parallel: out is token-major.
+        out[..n * r].par_chunks_mut(16 * r).enumerate().for_each(|(tile, o)| {
+            let t0 = 16 * tile;
+            let tn = o.len() / r;
+            for row in 0..r {
+                for (j, &v) in tmp[row * n + t0..row * n + t0 + tn].iter().enumerate() {
+                    o[j * r + row] = v;
+                }
             }
-        }
+        });
     }
 }
 

@@ -461,3 +461,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Exact: the same d, sum and codes, including values that land on
+    /// ±k.5 (scaled copies of half-integers) where rounding modes differ.
+    #[test]
+    fn q8_block_matches_scalar_exactly(n in 0usize..70, halves in any::<bool>(), seed in any::<u64>()) {
+        let mut x = vecs(n, seed);
+        if halves && n > 0 {
+            // amax 127 makes id 1, so x·id keeps the half-integers.
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = ((*v * 20.0).round() + 0.5).clamp(-126.5, 126.5);
+                if i == 0 { *v = 127.0; }
+            }
+        }
+        let mut want = vec![0u8; n];
+        let w = simd::q8_block_at(Level::Scalar, &x, &mut want);
+        for l in levels() {
+            let mut got = vec![0u8; n];
+            let g = simd::q8_block_at(l, &x, &mut got);
+            prop_assert_eq!((g.0.to_bits(), g.1), (w.0.to_bits(), w.1), "{:?}", l);
+            prop_assert_eq!(&got, &want, "{:?}", l);
+        }
+    }
+}

@@ -282,15 +282,7 @@ impl Codec for Q8_1 {
     }
     fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
         for (xs, b) in x.chunks_exact(QK).zip(out.chunks_exact_mut(36)) {
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in b[4..].iter_mut().zip(xs) {
-                let r = (v * id).round() as i8;
-                sum += r as i32;
-                *q = r as u8;
-            }
+            let (d, sum) = simd::q8_block(xs, &mut b[4..]);
             put_f16(b, 0, d);
             // As ggml's quantize_row_q8_1_ref: the unrounded d times the sum.
             put_f16(b, 2, sum as f32 * d);
@@ -327,13 +319,8 @@ impl Codec for Q8_0 {
     }
     fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
         for (xs, b) in x.chunks_exact(QK).zip(out.chunks_exact_mut(34)) {
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let (d, _) = simd::q8_block(xs, &mut b[2..]);
             put_f16(b, 0, d);
-            for (q, &v) in b[2..].iter_mut().zip(xs) {
-                *q = (v * id).round() as i8 as u8;
-            }
         }
     }
     fn decode(&self, codes: &[u8], out: &mut [f32]) {

@@ -558,3 +558,43 @@ pub unsafe fn weighted_rows_f16(w: &[f32], rows: &[half::f16], stride: usize, ac
         weighted_rows(&[wi], buf, acc);
     }
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
+    let n = x.len().min(codes.len());
+    let sign = _mm256_set1_ps(-0.0);
+    let mut amax = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x.as_ptr().add(i))));
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
+    let amax = x[i..n].iter().chain(&lanes).fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    let mut i = 0;
+    let mut r = [0i32; 8];
+    while i + 8 <= n {
+        // round half away from zero: truncate, step out where |fraction| ≥ ½.
+        let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), _mm256_set1_ps(id));
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5));
+        let one = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(v, sign));
+        _mm256_storeu_si256(r.as_mut_ptr() as *mut __m256i, _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one))));
+        for k in 0..8 {
+            let q = r[k].clamp(-128, 127);
+            sum += q;
+            codes[i + k] = q as i8 as u8;
+        }
+        i += 8;
+    }
+    for (q, &v) in codes[i..n].iter_mut().zip(&x[i..n]) {
+        let c = (v * id).round() as i8;
+        sum += c as i32;
+        *q = c as u8;
+    }
+    (d, sum)
+}

@@ -805,3 +805,43 @@ pub unsafe fn weighted_rows_f16(w: &[f32], rows: &[half::f16], stride: usize, ac
     assert!(w.is_empty() || rows.len() >= (w.len() - 1) * stride + d, "f16 rows too short");
     weighted_rows_by64(w, rows.as_ptr(), stride, acc);
 }
+
+/// round(v) half away from zero, exactly: truncate, then step away from
+/// zero where the (exact) fraction is at least one half.
+#[inline(always)]
+unsafe fn round_away16(v: __m512) -> __m512 {
+    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
+    let one = _mm512_or_ps(_mm512_set1_ps(1.0), _mm512_and_ps(v, _mm512_set1_ps(-0.0)));
+    _mm512_mask_add_ps(t, up, t, one)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
+    let n = x.len().min(codes.len());
+    let mut amax = _mm512_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x.as_ptr().add(i))));
+        i += 16;
+    }
+    let amax = x[i..n].iter().fold(_mm512_reduce_max_ps(amax), |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = _mm512_setzero_si512();
+    let mut i = 0;
+    while i + 16 <= n {
+        let r = _mm512_cvttps_epi32(round_away16(_mm512_mul_ps(_mm512_loadu_ps(x.as_ptr().add(i)), _mm512_set1_ps(id))));
+        _mm_storeu_si128(codes.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtsepi32_epi8(r));
+        sum = _mm512_add_epi32(sum, r);
+        i += 16;
+    }
+    let mut sum = _mm512_reduce_add_epi32(sum);
+    for (q, &v) in codes[i..n].iter_mut().zip(&x[i..n]) {
+        let r = (v * id).round() as i8;
+        sum += r as i32;
+        *q = r as u8;
+    }
+    (d, sum)
+}

@@ -392,3 +392,24 @@ pub fn prefetch(bytes: &[u8]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
 }
+
+/// Scalar reference of [`q8_block`].
+pub fn q8_block_ref(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in codes.iter_mut().zip(x) {
+        let r = (v * id).round() as i8;
+        sum += r as i32;
+        *q = r as u8;
+    }
+    (d, sum)
+}
+
+dispatch!(
+    /// One block of an 8-bit activation (Q8_0, Q8_1): d = max|x|/127,
+    /// codes[i] = round(x[i]/d) (half away from zero) as i8; returns d and
+    /// the sum of the codes. Equal to the scalar reference for finite x.
+    q8_block, q8_block_at, (x: &[f32], codes: &mut [u8]) -> (f32, i32), q8_block_ref
+);
