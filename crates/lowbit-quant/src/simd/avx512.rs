@@ -452,6 +452,71 @@ unsafe fn dot_q4_1_q8_1_x4_vnni(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     out
 }
 
+/// Four Q8_0 rows against four Q8_0 activations: with VNNI a 4 × 4 tile
+/// (each activation pair of blocks loaded once for four rows), else the
+/// AVX-512 dot per pair.
+pub unsafe fn dot_q8_0_q8_0_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    if has_vnni() {
+        dot_q8_0_q8_0_4x4_vnni(rows, acts)
+    } else {
+        rows.map(|r| acts.map(|a| dot_q8_0_q8_0(r, a)))
+    }
+}
+
+/// The f16 scales of the Q8_0 blocks at `b` and `b + 34`, spread as
+/// lanes 0–7 and 8–15 (the lanes of those blocks' `vpdpbusd` sums).
+#[inline(always)]
+unsafe fn q8_0_pair_scales(b: *const u8, pick: __m512i) -> __m512 {
+    let d0 = std::ptr::read_unaligned(b as *const u16) as i32;
+    let d1 = std::ptr::read_unaligned(b.add(34) as *const u16) as i32;
+    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(d0 | (d1 << 16)));
+    _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(d))
+}
+
+/// `vpdpbusd` multiplies unsigned by signed bytes: the activation's codes
+/// are offset to a + 128 (one xor), and each row's sums start from
+/// −128·Σw, so every lane ends at Σ a·w exactly.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot_q8_0_q8_0_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    let nb = rows.iter().chain(&acts).map(|r| r.len() / 34).min().unwrap_or(0);
+    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let flip = _mm512_set1_epi8(-128);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut blk = 0;
+    while blk + 2 <= nb {
+        let mut w = [zero; 4];
+        let mut base = [zero; 4];
+        let mut dw = [_mm512_setzero_ps(); 4];
+        for r in 0..4 {
+            let p = rows[r].as_ptr().add(34 * blk);
+            w[r] = load2x32(p.add(2), p.add(36));
+            base[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, w[r]));
+            dw[r] = q8_0_pair_scales(p, pick);
+        }
+        for k in 0..4 {
+            let p = acts[k].as_ptr().add(34 * blk);
+            let a = _mm512_xor_si512(load2x32(p.add(2), p.add(36)), flip);
+            let da = q8_0_pair_scales(p, pick);
+            for r in 0..4 {
+                let dot = _mm512_dpbusd_epi32(base[r], a, w[r]);
+                acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], da), acc[r][k]);
+            }
+        }
+        blk += 2;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for k in 0..4 {
+            out[r][k] = _mm512_reduce_add_ps(acc[r][k]);
+            if blk < nb {
+                out[r][k] += super::dot_q8_0_q8_0_ref(&rows[r][34 * blk..], &acts[k][34 * blk..]);
+            }
+        }
+    }
+    out
+}
+
 /// Sixteen packed codes of 1–4 bits at a time as 32-bit lane indices.
 struct Codes16 {
     bits: u32,

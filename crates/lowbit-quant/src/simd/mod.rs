@@ -145,6 +145,13 @@ dispatch!(
     /// Q8_0 · Q8_0.
     dot_q8_0_q8_0, dot_q8_0_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q8_0_q8_0_ref
 );
+fn dot_q8_0_q8_0_4x4_ref(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+    rows.map(|r| acts.map(|a| dot_q8_0_q8_0_ref(r, a)))
+}
+dispatch!(
+    /// Four Q8_0 rows against four Q8_0 activations: out[row][act].
+    dot_q8_0_q8_0_4x4, dot_q8_0_q8_0_4x4_at, (rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4], dot_q8_0_q8_0_4x4_ref
+);
 dispatch!(
     /// Q4_K blocks → f32.
     dequant_q4k, dequant_q4k_at, (codes: &[u8], out: &mut [f32]) -> (), dequant_q4k_ref
