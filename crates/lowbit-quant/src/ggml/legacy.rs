@@ -336,20 +336,7 @@ impl Codec for Q8_0 {
         simd::dot_q8_0_q8_0(codes, act)
     }
     fn dot_q8_batch4(&self, rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
-        let [o0, o1, o2, o3] = out;
-        let mut i = 0;
-        while i + 4 <= acts.len() {
-            let r = simd::dot_q8_0_q8_0_4x4(rows, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]);
-            for (o, r) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().zip(r) {
-                o[i..i + 4].copy_from_slice(&r);
-            }
-            i += 4;
-        }
-        for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
-            for j in i..acts.len() {
-                o[j] = simd::dot_q8_0_q8_0(r, acts[j]);
-            }
-        }
+        simd::dot_q8_0_q8_0_4xn(rows, acts, out)
     }
 }
 

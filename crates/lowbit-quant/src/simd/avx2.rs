@@ -600,6 +600,10 @@ pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q8_0_q8_0_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    rows.map(|r| acts.map(|a| dot_q8_0_q8_0(r, a)))
+pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    for (r, o) in rows.into_iter().zip(out) {
+        for (v, a) in o.iter_mut().zip(acts) {
+            *v = dot_q8_0_q8_0(r, a);
+        }
+    }
 }

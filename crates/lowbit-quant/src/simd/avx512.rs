@@ -452,69 +452,90 @@ unsafe fn dot_q4_1_q8_1_x4_vnni(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     out
 }
 
-/// Four Q8_0 rows against four Q8_0 activations: with VNNI a 4 × 4 tile
-/// (each activation pair of blocks loaded once for four rows), else the
-/// AVX-512 dot per pair.
-pub unsafe fn dot_q8_0_q8_0_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+/// Four Q8_0 rows against any number of Q8_0 activations: with VNNI in
+/// 4 × 4 tiles, else the AVX-512 dot per pair.
+pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
     if has_vnni() {
-        dot_q8_0_q8_0_4x4_vnni(rows, acts)
+        dot_q8_0_q8_0_4xn_vnni(rows, acts, out)
     } else {
-        rows.map(|r| acts.map(|a| dot_q8_0_q8_0(r, a)))
+        for (r, o) in rows.into_iter().zip(out) {
+            for (v, a) in o.iter_mut().zip(acts) {
+                *v = dot_q8_0_q8_0(r, a);
+            }
+        }
     }
 }
 
 /// The f16 scales of the Q8_0 blocks at `b` and `b + 34`, spread as
-/// lanes 0–7 and 8–15 (the lanes of those blocks' `vpdpbusd` sums).
+/// lanes 0–7 and 8–15 (the lanes of those blocks' `vpdpbusd` sums): one
+/// 64-byte load holds both (words 0 and 17), one word permute spreads them.
 #[inline(always)]
 unsafe fn q8_0_pair_scales(b: *const u8, pick: __m512i) -> __m512 {
-    let d0 = std::ptr::read_unaligned(b as *const u16) as i32;
-    let d1 = std::ptr::read_unaligned(b.add(34) as *const u16) as i32;
-    let d = _mm_cvtph_ps(_mm_cvtsi32_si128(d0 | (d1 << 16)));
-    _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(d))
+    let raw = _mm512_loadu_si512(b as *const __m512i);
+    _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(pick, raw)))
 }
 
-/// `vpdpbusd` multiplies unsigned by signed bytes: the activation's codes
-/// are offset to a + 128 (one xor), and each row's sums start from
-/// −128·Σw, so every lane ends at Σ a·w exactly.
+/// The rows' part of a block pair, prepared once for all activations:
+/// the 64 codes, −128·Σw per `vpdpbusd` lane, and the spread scales.
+#[derive(Clone, Copy)]
+struct Q8RowPair {
+    w: __m512i,
+    base: __m512i,
+    d: __m512,
+}
+
+/// `vpdpbusd` multiplies unsigned by signed bytes: the activations' codes
+/// are offset to a + 128 (one xor), and each row's sums start from its
+/// prepared −128·Σw, so every lane ends at Σ w·a exactly. The rows' codes,
+/// bases and scales are prepared once per call (they serve every
+/// activation) and read from memory in the tile, which leaves the vector
+/// ports to the four operations per row and activation.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q8_0_q8_0_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    let nb = rows.iter().chain(&acts).map(|r| r.len() / 34).min().unwrap_or(0);
-    let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+unsafe fn dot_q8_0_q8_0_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    let nb = rows.iter().chain(acts).map(|r| r.len() / 34).min().unwrap_or(0);
+    let np = nb / 2;
+    let pick = _mm512_zextsi256_si512(_mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17, 17, 17, 17, 17, 17));
     let flip = _mm512_set1_epi8(-128);
     let zero = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-    let mut blk = 0;
-    while blk + 2 <= nb {
-        let mut w = [zero; 4];
-        let mut base = [zero; 4];
-        let mut dw = [_mm512_setzero_ps(); 4];
-        for r in 0..4 {
-            let p = rows[r].as_ptr().add(34 * blk);
-            w[r] = load2x32(p.add(2), p.add(36));
-            base[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, w[r]));
-            dw[r] = q8_0_pair_scales(p, pick);
-        }
-        for k in 0..4 {
-            let p = acts[k].as_ptr().add(34 * blk);
-            let a = _mm512_xor_si512(load2x32(p.add(2), p.add(36)), flip);
-            let da = q8_0_pair_scales(p, pick);
-            for r in 0..4 {
-                let dot = _mm512_dpbusd_epi32(base[r], a, w[r]);
-                acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], da), acc[r][k]);
-            }
-        }
-        blk += 2;
-    }
-    let mut out = [[0f32; 4]; 4];
-    for r in 0..4 {
-        for k in 0..4 {
-            out[r][k] = _mm512_reduce_add_ps(acc[r][k]);
-            if blk < nb {
-                out[r][k] += super::dot_q8_0_q8_0_ref(&rows[r][34 * blk..], &acts[k][34 * blk..]);
-            }
+    let mut prep = Vec::with_capacity(4 * np);
+    for p in 0..np {
+        for r in rows {
+            let b = r.as_ptr().add(68 * p);
+            let w = load2x32(b.add(2), b.add(36));
+            let base = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, w));
+            prep.push(Q8RowPair { w, base, d: q8_0_pair_scales(b, pick) });
         }
     }
-    out
+    let [o0, o1, o2, o3] = out;
+    let mut i = 0;
+    while i + 4 <= acts.len() {
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        for (p, rp) in prep.chunks_exact(4).enumerate() {
+            for k in 0..4 {
+                let b = acts[i + k].as_ptr().add(68 * p);
+                let a = _mm512_xor_si512(load2x32(b.add(2), b.add(36)), flip);
+                let da = q8_0_pair_scales(b, pick);
+                for r in 0..4 {
+                    let dot = _mm512_dpbusd_epi32(rp[r].base, a, rp[r].w);
+                    acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(rp[r].d, da), acc[r][k]);
+                }
+            }
+        }
+        for (r, o) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().enumerate() {
+            for k in 0..4 {
+                o[i + k] = _mm512_reduce_add_ps(acc[r][k]);
+                if 2 * np < nb {
+                    o[i + k] += super::dot_q8_0_q8_0_ref(&rows[r][68 * np..], &acts[i + k][68 * np..]);
+                }
+            }
+        }
+        i += 4;
+    }
+    for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
+        for j in i..acts.len() {
+            o[j] = dot_q8_0_q8_0(r, acts[j]);
+        }
+    }
 }
 
 /// Sixteen packed codes of 1–4 bits at a time as 32-bit lane indices.

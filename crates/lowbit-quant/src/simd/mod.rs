@@ -145,12 +145,17 @@ dispatch!(
     /// Q8_0 · Q8_0.
     dot_q8_0_q8_0, dot_q8_0_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q8_0_q8_0_ref
 );
-fn dot_q8_0_q8_0_4x4_ref(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    rows.map(|r| acts.map(|a| dot_q8_0_q8_0_ref(r, a)))
+fn dot_q8_0_q8_0_4xn_ref(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    for (r, o) in rows.into_iter().zip(out) {
+        for (v, a) in o.iter_mut().zip(acts) {
+            *v = dot_q8_0_q8_0_ref(r, a);
+        }
+    }
 }
 dispatch!(
-    /// Four Q8_0 rows against four Q8_0 activations: out[row][act].
-    dot_q8_0_q8_0_4x4, dot_q8_0_q8_0_4x4_at, (rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4], dot_q8_0_q8_0_4x4_ref
+    /// Four Q8_0 rows against any number of Q8_0 activations (a prefill
+    /// matmul's inner loop): out[row][i] = rows[row] · acts[i].
+    dot_q8_0_q8_0_4xn, dot_q8_0_q8_0_4xn_at, (rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) -> (), dot_q8_0_q8_0_4xn_ref
 );
 dispatch!(
     /// Q4_K blocks → f32.
