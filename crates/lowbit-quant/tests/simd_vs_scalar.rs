@@ -230,20 +230,24 @@ proptest! {
     }
 
     #[test]
-    fn q4_1_4x4_tiles_match_scalar_at_every_level(blocks in 1usize..20, seed in any::<u64>()) {
+    fn q4_1_4xn_tiles_match_scalar_at_every_level(blocks in 1usize..20, n in 0usize..11, seed in any::<u64>()) {
         let f = Format::parse("q4_1").unwrap();
         let len = 32 * blocks;
         let ws: Vec<Vec<f32>> = (0..4).map(|r| vecs(len, seed ^ (r as u64 + 11))).collect();
         let codes: Vec<Vec<u8>> = ws.iter().map(|w| f.encode(w).unwrap()).collect();
-        let xs: Vec<Vec<f32>> = (0..4).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
+        let xs: Vec<Vec<f32>> = (0..n).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
         let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
         let rows = [&codes[0][..], &codes[1][..], &codes[2][..], &codes[3][..]];
-        let four = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
-        let want = simd::dot_q4_1_q8_1_4x4_at(Level::Scalar, rows, four);
+        let refs: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+        let mut want = vec![vec![0f32; n]; 4];
+        let [w0, w1, w2, w3] = &mut want[..] else { unreachable!() };
+        simd::dot_q4_1_q8_1_4xn_at(Level::Scalar, rows, &refs, [w0, w1, w2, w3]);
         for l in levels() {
-            let got = simd::dot_q4_1_q8_1_4x4_at(l, rows, four);
+            let mut got = vec![vec![f32::NAN; n]; 4];
+            let [g0, g1, g2, g3] = &mut got[..] else { unreachable!() };
+            simd::dot_q4_1_q8_1_4xn_at(l, rows, &refs, [g0, g1, g2, g3]);
             for r in 0..4 {
-                for k in 0..4 {
+                for k in 0..n {
                     let scale: f32 = ws[r].iter().zip(&xs[k]).map(|(p, q)| (p * q).abs()).sum();
                     prop_assert!(close(got[r][k], want[r][k], scale), "{:?} row {} act {}: {} vs {}", l, r, k, got[r][k], want[r][k]);
                 }

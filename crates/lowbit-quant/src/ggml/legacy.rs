@@ -128,21 +128,7 @@ impl Codec for Q4_1 {
         }
     }
     fn dot_q8_batch4(&self, rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
-        let [o0, o1, o2, o3] = out;
-        let mut i = 0;
-        while i + 4 <= acts.len() {
-            let r = simd::dot_q4_1_q8_1_4x4(rows, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]);
-            o0[i..i + 4].copy_from_slice(&r[0]);
-            o1[i..i + 4].copy_from_slice(&r[1]);
-            o2[i..i + 4].copy_from_slice(&r[2]);
-            o3[i..i + 4].copy_from_slice(&r[3]);
-            i += 4;
-        }
-        for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
-            for j in i..acts.len() {
-                o[j] = simd::dot_q4_1_q8_1(r, acts[j]);
-            }
-        }
+        simd::dot_q4_1_q8_1_4xn(rows, acts, out)
     }
 }
 

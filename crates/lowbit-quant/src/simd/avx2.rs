@@ -349,8 +349,17 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     std::array::from_fn(|k| hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[k])))
 }
 
-pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    rows.map(|r| dot_q4_1_q8_1_x4(r, acts))
+pub unsafe fn dot_q4_1_q8_1_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    for (r, o) in rows.into_iter().zip(out) {
+        let mut i = 0;
+        while i + 4 <= acts.len() {
+            o[i..i + 4].copy_from_slice(&dot_q4_1_q8_1_x4(r, [acts[i], acts[i + 1], acts[i + 2], acts[i + 3]]));
+            i += 4;
+        }
+        for j in i..acts.len() {
+            o[j] = dot_q4_1_q8_1(r, acts[j]);
+        }
+    }
 }
 
 /// Eight `bits`-bit codes starting at code `i` (bits ≤ 4, so they lie in

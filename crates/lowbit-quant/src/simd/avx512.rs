@@ -370,55 +370,80 @@ pub unsafe fn dot_q4_1_q8_1_x4(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     }
 }
 
-/// Four Q4_1 rows against four Q8_1 activations: with VNNI a 4 × 4 tile
-/// (each activation block and its scales loaded once for four rows).
-pub unsafe fn dot_q4_1_q8_1_4x4(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
+/// Four Q4_1 rows against any number of Q8_1 activations: with VNNI in
+/// 4 × 4 tiles, else the AVX2 kernels.
+pub unsafe fn dot_q4_1_q8_1_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
     if has_vnni() {
-        dot_q4_1_q8_1_4x4_vnni(rows, acts)
+        dot_q4_1_q8_1_4xn_vnni(rows, acts, out)
     } else {
-        rows.map(|r| super::avx2::dot_q4_1_q8_1_x4(r, acts))
+        super::avx2::dot_q4_1_q8_1_4xn(rows, acts, out)
     }
 }
 
+/// A Q4_1 row's block pair, prepared once for all activations: the 64
+/// codes as bytes, the scales spread over each block's lanes (0–7, 8–15)
+/// and the minimums in lanes 0 and 8 (zero elsewhere).
+#[derive(Clone, Copy)]
+struct Q41RowPair {
+    q: __m512i,
+    d: __m512,
+    m: __m512,
+}
+
+/// Per block pair of four rows and four activations: `vpdpbusd` (codes
+/// 0..15 are already unsigned), one multiply for the two blocks' scale
+/// products and two FMAs (the dot, and the minimum times the activation's
+/// d·Σq); the rows' part is prepared once per call and read from memory,
+/// each activation's codes and scales are loaded once per four rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q4_1_q8_1_4x4_vnni(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    let nb = rows.iter().map(|r| r.len() / 20).min().unwrap_or(0);
-    // Min-term lanes: products 1 and 3 into lanes 0 and 1, the rest zero.
-    let pick_m = _mm512_setr_epi32(1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    let pick = pair_pick();
-    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-    let mut blk = 0;
-    while blk + 2 <= nb {
-        let mut q = [_mm512_setzero_si512(); 4];
-        let mut dm = [_mm_setzero_ps(); 4];
-        for r in 0..4 {
-            (q[r], dm[r]) = q4_1_pair(rows[r].as_ptr().add(20 * blk));
+unsafe fn dot_q4_1_q8_1_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    let nb = rows.iter().map(|r| r.len() / 20).chain(acts.iter().map(|a| a.len() / 36)).min().unwrap_or(0);
+    let np = nb / 2;
+    let pick_d = pair_pick();
+    let pick_m = _mm512_setr_epi32(1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0);
+    // Activation block pair at y: words 0, 1 = d0, s0 and 18, 19 = d1, s1.
+    let pick_a = _mm512_setr_epi32(0, 0, 0, 0, 0x0012_0012, 0x0012_0012, 0x0012_0012, 0x0012_0012, 0x0001_0001, 0x0001_0001, 0x0001_0001, 0x0001_0001, 0x0013_0013, 0x0013_0013, 0x0013_0013, 0x0013_0013);
+    let mut prep = Vec::with_capacity(4 * np);
+    for p in 0..np {
+        for r in rows {
+            let (q, dm) = q4_1_pair(r.as_ptr().add(40 * p));
+            let dm = _mm512_castps128_ps512(dm);
+            prep.push(Q41RowPair { q, d: _mm512_permutexvar_ps(pick_d, dm), m: _mm512_maskz_permutexvar_ps(0x0101, pick_m, dm) });
         }
-        for k in 0..4 {
-            let (a, ds) = q8_1_pair(acts[k].as_ptr().add(36 * blk));
-            for r in 0..4 {
-                let (q, dm) = (q[r], dm[r]);
-                let p = _mm_mul_ps(dm, ds);
-                let mt = _mm512_maskz_permutexvar_ps(0b11, pick_m, _mm512_castps128_ps512(p));
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
-                acc[r][k] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pair_scales(pick, p), acc[r][k]), mt);
-            }
-        }
-        blk += 2;
     }
-    let mut out = [[0f32; 4]; 4];
-    for r in 0..4 {
-        for k in 0..4 {
-            out[r][k] = _mm512_reduce_add_ps(acc[r][k]);
-        }
-        if blk < nb {
-            let tail = super::dot_q4_1_q8_1_x4_ref(&rows[r][20 * blk..], acts.map(|a| &a[36 * blk..]));
+    let [o0, o1, o2, o3] = out;
+    let mut i = 0;
+    while i + 4 <= acts.len() {
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        for (p, rp) in prep.chunks_exact(4).enumerate() {
             for k in 0..4 {
-                out[r][k] += tail[k];
+                let y = acts[i + k].as_ptr().add(72 * p);
+                let a = load2x32(y.add(4), y.add(40));
+                let ds = _mm512_permutexvar_epi16(pick_a, _mm512_loadu_si512(y as *const __m512i));
+                let da = _mm512_cvtph_ps(_mm512_castsi512_si256(ds));
+                let sa = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(ds));
+                for r in 0..4 {
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), rp[r].q, a);
+                    let t = _mm512_fmadd_ps(rp[r].m, sa, acc[r][k]);
+                    acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(rp[r].d, da), t);
+                }
             }
         }
+        for (r, o) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().enumerate() {
+            for k in 0..4 {
+                o[i + k] = _mm512_reduce_add_ps(acc[r][k]);
+                if 2 * np < nb {
+                    o[i + k] += super::dot_q4_1_q8_1_ref(&rows[r][40 * np..], &acts[i + k][72 * np..]);
+                }
+            }
+        }
+        i += 4;
     }
-    out
+    for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
+        for j in i..acts.len() {
+            o[j] = dot_q4_1_q8_1(r, acts[j]);
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]

@@ -334,13 +334,18 @@ pub(crate) fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     acts.map(|a| dot_q4_1_q8_1_ref(codes, a))
 }
 
-fn dot_q4_1_q8_1_4x4_ref(rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4] {
-    rows.map(|r| dot_q4_1_q8_1_x4_ref(r, acts))
+fn dot_q4_1_q8_1_4xn_ref(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    for (r, o) in rows.into_iter().zip(out) {
+        for (v, a) in o.iter_mut().zip(acts) {
+            *v = dot_q4_1_q8_1_ref(r, a);
+        }
+    }
 }
 
 dispatch!(
-    /// Four Q4_1 rows against four Q8_1 activations: out[row][act].
-    dot_q4_1_q8_1_4x4, dot_q4_1_q8_1_4x4_at, (rows: [&[u8]; 4], acts: [&[u8]; 4]) -> [[f32; 4]; 4], dot_q4_1_q8_1_4x4_ref
+    /// Four Q4_1 rows against any number of Q8_1 activations (a prefill
+    /// matmul's inner loop): out[row][i] = rows[row] · acts[i].
+    dot_q4_1_q8_1_4xn, dot_q4_1_q8_1_4xn_at, (rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) -> (), dot_q4_1_q8_1_4xn_ref
 );
 
 dispatch!(
