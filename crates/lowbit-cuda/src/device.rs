@@ -99,4 +99,35 @@ impl Gpu {
     pub fn function(&self, name: &str) -> Result<CudaFunction> {
         Ok(self.module.load_function(name)?)
     }
+
+    /// Launch `f` as the programmatic dependent of the kernel before it on
+    /// the stream (CUDA's programmatic dependent launch, sm_90+): its
+    /// blocks may start once every block of that kernel has executed
+    /// `griddepcontrol.launch_dependents`, and must execute
+    /// `griddepcontrol.wait` before reading what that kernel writes.
+    ///
+    /// # Safety
+    /// `args` holds one pointer per kernel parameter, each to a value of
+    /// that parameter's type, valid for the call.
+    pub unsafe fn launch_dependent(&self, f: &CudaFunction, cfg: cudarc::driver::LaunchConfig, args: &mut [*mut std::ffi::c_void]) -> Result<()> {
+        use cudarc::driver::sys;
+        let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        self.ctx.bind_to_thread()?;
+        sys::cuLaunchKernelEx(&config, f.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()).result()?;
+        Ok(())
+    }
 }

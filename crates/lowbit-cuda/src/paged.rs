@@ -9,7 +9,7 @@
 //! b-bit codes; value rows are lowbit-quant's `uniform{b}:g32:asym`. Each
 //! sequence has a block table; its newest tokens may sit in an f16 window.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use lowbit_quant::rng::SplitMix64;
 use lowbit_quant::Format;
 
@@ -336,10 +336,31 @@ impl<'g> GpuKv<'g> {
         }
         let f = self.gpu.function("attn_finish_tc")?;
         let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: shared };
-        let mut l = s.launch_builder(&f);
-        l.arg(q).arg(&*part).arg(&ns).arg(&self.signs_dev).arg(&self.win).arg(&self.n_win_dev).arg(&r).arg(&scale).arg(out);
-        // SAFETY: argument list matches attn_finish_tc.
-        unsafe { l.launch(cfg) }?;
+        // The programmatic dependent of the attention kernel: its window
+        // part overlaps the splits (attention_tc.cu).
+        let (mut qp, _gq) = q.device_ptr(s);
+        let (mut pp, _gp) = part.device_ptr(s);
+        let (mut sp, _gs) = self.signs_dev.device_ptr(s);
+        let (mut wp, _gw) = self.win.device_ptr(s);
+        let (mut np, _gn) = self.n_win_dev.device_ptr(s);
+        let (mut op, _go) = out.device_ptr_mut(s);
+        let (mut ns, mut r, mut scale) = (ns, r, scale);
+        let mut args: [*mut std::ffi::c_void; 9] = [
+            &mut qp as *mut _ as *mut _,
+            &mut pp as *mut _ as *mut _,
+            &mut ns as *mut _ as *mut _,
+            &mut sp as *mut _ as *mut _,
+            &mut wp as *mut _ as *mut _,
+            &mut np as *mut _ as *mut _,
+            &mut r as *mut _ as *mut _,
+            &mut scale as *mut _ as *mut _,
+            &mut op as *mut _ as *mut _,
+        ];
+        // SAFETY: one pointer per parameter of attn_finish_tc (const float* q,
+        // const float* part, int nsplit, const float* signs, const u16* win,
+        // const int* n_win, int R, float attn_scale, float* out), each to a
+        // value of that type living until the call returns.
+        unsafe { self.gpu.launch_dependent(&f, cfg, &mut args) }?;
         Ok(())
     }
 

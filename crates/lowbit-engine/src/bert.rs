@@ -21,15 +21,15 @@ struct Linear {
 
 impl Linear {
     /// out[t] = W·x[t] + b for n rows.
-    fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
+    fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
         let mut out = vec![0f32; n * self.w.rows];
-        self.w.matmul(x, n, &mut out);
+        self.w.matmul(x, n, &mut out)?;
         for row in out.chunks_exact_mut(self.w.rows) {
             for (o, b) in row.iter_mut().zip(&self.b) {
                 *o += b;
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -168,7 +168,7 @@ impl Bert {
         let (h, hd) = (self.heads, d / self.heads);
         let scale = 1.0 / (hd as f32).sqrt();
         for l in &self.layers {
-            let (q, k, v) = (l.q.forward(&x, n), l.k.forward(&x, n), l.v.forward(&x, n));
+            let (q, k, v) = (l.q.forward(&x, n)?, l.k.forward(&x, n)?, l.v.forward(&x, n)?);
             let mut ctx = vec![0f32; n * d];
             let mut s = vec![0f32; n];
             for head in 0..h {
@@ -192,12 +192,12 @@ impl Bert {
                     }
                 }
             }
-            let a = l.o.forward(&ctx, n);
+            let a = l.o.forward(&ctx, n)?;
             x.iter_mut().zip(&a).for_each(|(x, a)| *x += a);
             layer_norm(&mut x, &l.ln1, self.eps);
-            let mut up = l.up.forward(&x, n);
+            let mut up = l.up.forward(&x, n)?;
             up.iter_mut().for_each(|u| *u = gelu(*u));
-            let down = l.down.forward(&up, n);
+            let down = l.down.forward(&up, n)?;
             x.iter_mut().zip(&down).for_each(|(x, a)| *x += a);
             layer_norm(&mut x, &l.ln2, self.eps);
         }

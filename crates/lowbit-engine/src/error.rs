@@ -22,6 +22,8 @@ pub enum EngineError {
     ContextOverflow { tokens: usize, ctx: usize },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
+    #[error("the forward pass produced a non-finite value (NaN or infinity) entering a {format} matrix: the model's weights hold values it cannot compute with")]
+    NonFinite { format: String },
     #[error(transparent)]
     Kv(#[from] lowbit_kv::KvError),
     #[error(transparent)]

@@ -9,7 +9,7 @@ use lowbit_quant::Format;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 #[derive(Clone)]
 pub enum Bytes {
@@ -77,19 +77,28 @@ impl QMatrix {
     }
 
     /// out = W·x for one vector.
-    pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
-        Self::matvec_many(&[self], x, &mut [out]);
+    pub fn matvec(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        Self::matvec_many(&[self], x, &mut [out])
+    }
+
+    /// x quantized to this matrix's activation format; a NaN or infinity
+    /// (from damaged weights upstream) is an error, not a panic.
+    fn quantize_activation(&self, x: &[f32]) -> Result<Vec<u8>> {
+        self.format.quantize_activation(x).map_err(|e| match e {
+            lowbit_quant::QuantError::NonFinite { .. } => EngineError::NonFinite { format: self.format.name() },
+            e => e.into(),
+        })
     }
 
     /// outs[i] = ws[i]·x for matrices that share their input (q, k, v;
     /// gate, up) in one parallel section, x quantized once per activation
     /// type: fewer hand-offs between threads per decode step.
-    pub fn matvec_many(ws: &[&QMatrix], x: &[f32], outs: &mut [&mut [f32]]) {
+    pub fn matvec_many(ws: &[&QMatrix], x: &[f32], outs: &mut [&mut [f32]]) -> Result<()> {
         let mut acts: Vec<(Option<lowbit_quant::Activation>, Vec<u8>)> = Vec::new();
         for w in ws {
             let a = w.format.activation();
             if a.is_some() && !acts.iter().any(|(b, _)| *b == a) {
-                acts.push((a, w.format.quantize_activation(x).expect("activation length matches cols")));
+                acts.push((a, w.quantize_activation(x)?));
             }
         }
         let mut tasks: Vec<(&QMatrix, usize, &mut [f32])> = Vec::new();
@@ -114,16 +123,18 @@ impl QMatrix {
                 };
             }
         });
+        Ok(())
     }
 
     /// out[t] = W·x[t] for a batch of vectors (prefill): activations are
     /// quantized once, each weight row is read once for the whole batch.
-    pub fn matmul(&self, xs: &[f32], n: usize, out: &mut [f32]) {
+    pub fn matmul(&self, xs: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
         let (c, r) = (self.cols, self.rows);
         let codec = self.format.codec();
-        let acts: Option<Vec<Vec<u8>>> = self.format.activation().map(|_| {
-            xs.chunks_exact(c).map(|x| self.format.quantize_activation(x).expect("length matches")).collect()
-        });
+        let acts: Option<Vec<Vec<u8>>> = match self.format.activation() {
+            Some(_) => Some(xs.chunks_exact(c).map(|x| self.quantize_activation(x)).collect::<Result<_>>()?),
+            None => None,
+        };
         // Work on row blocks; write out[t*r + row].
         let mut tmp = vec![0f32; n * r];
         let per = rows_per_task(r);
@@ -166,6 +177,7 @@ impl QMatrix {
                 }
             }
         });
+        Ok(())
     }
 }
 
@@ -180,13 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_activations_are_an_error() {
+        let w = random("q4_1", 8, 64, 5);
+        let mut x = vec![0.5f32; 64];
+        x[7] = f32::NAN;
+        let mut out = vec![0f32; 8];
+        let e = w.matvec(&x, &mut out).unwrap_err().to_string();
+        assert!(e.contains("non-finite") && e.contains("q4_1"), "{e}");
+        x[7] = f32::INFINITY;
+        let mut out = vec![0f32; 16];
+        assert!(matches!(w.matmul(&[x.clone(), vec![0.1; 64]].concat(), 2, &mut out), Err(EngineError::NonFinite { .. })));
+    }
+
+    #[test]
     fn matvec_many_equals_row_by_row_dots() {
         // Two activation types (Q8_1 for q4_1, Q8_0 for q8_0) and a float format.
         let ws = [random("q4_1", 70, 64, 1), random("q8_0", 33, 64, 2), random("f16", 17, 64, 3), random("q4_1", 5, 64, 4)];
         let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; w.rows]).collect();
         let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
-        QMatrix::matvec_many(&ws.iter().collect::<Vec<_>>(), &x, &mut refs);
+        QMatrix::matvec_many(&ws.iter().collect::<Vec<_>>(), &x, &mut refs).unwrap();
         for (w, got) in ws.iter().zip(&outs) {
             let codec = w.format.codec();
             let want: Vec<f32> = match w.format.activation() {

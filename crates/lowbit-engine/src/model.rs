@@ -207,11 +207,11 @@ impl Model {
                 rmsnorm(&x[i * dim..(i + 1) * dim], &layer.attn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
             }
             if n == 1 {
-                QMatrix::matvec_many(&[&layer.wq, &layer.wk, &layer.wv], &xb, &mut [&mut q, &mut k, &mut v]);
+                QMatrix::matvec_many(&[&layer.wq, &layer.wk, &layer.wv], &xb, &mut [&mut q, &mut k, &mut v])?;
             } else {
-                mm(&layer.wq, &xb, &mut q);
-                mm(&layer.wk, &xb, &mut k);
-                mm(&layer.wv, &xb, &mut v);
+                mm(&layer.wq, &xb, &mut q)?;
+                mm(&layer.wk, &xb, &mut k)?;
+                mm(&layer.wv, &xb, &mut v)?;
             }
             for i in 0..n {
                 let (qi, ki, vi) = (&mut q[i * dim..(i + 1) * dim], &mut k[i * kvd..(i + 1) * kvd], &mut v[i * kvd..(i + 1) * kvd]);
@@ -227,7 +227,7 @@ impl Model {
             } else {
                 cache.attend_batch(l, pos0, n, &q, &mut att);
             }
-            mm(&layer.wo, &att, &mut proj);
+            mm(&layer.wo, &att, &mut proj)?;
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
@@ -235,15 +235,15 @@ impl Model {
                 rmsnorm(&x[i * dim..(i + 1) * dim], &layer.ffn_norm, c.rms_eps, &mut xb[i * dim..(i + 1) * dim]);
             }
             if n == 1 {
-                QMatrix::matvec_many(&[&layer.w_gate, &layer.w_up], &xb, &mut [&mut gate, &mut up]);
+                QMatrix::matvec_many(&[&layer.w_gate, &layer.w_up], &xb, &mut [&mut gate, &mut up])?;
             } else {
-                mm(&layer.w_gate, &xb, &mut gate);
-                mm(&layer.w_up, &xb, &mut up);
+                mm(&layer.w_gate, &xb, &mut gate)?;
+                mm(&layer.w_up, &xb, &mut up)?;
             }
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
-            mm(&layer.w_down, &gate, &mut proj);
+            mm(&layer.w_down, &gate, &mut proj)?;
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
@@ -255,9 +255,9 @@ impl Model {
         }
         let mut logits = vec![0f32; rows.len() * c.vocab];
         if rows.len() == 1 {
-            self.output.matvec(&h, &mut logits);
+            self.output.matvec(&h, &mut logits)?;
         } else {
-            self.output.matmul(&h, rows.len(), &mut logits);
+            self.output.matmul(&h, rows.len(), &mut logits)?;
         }
         Ok(logits)
     }

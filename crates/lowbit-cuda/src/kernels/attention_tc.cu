@@ -126,6 +126,12 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
         }
     };
+    // Let attn_finish_tc launch now (programmatic dependent launch): its
+    // blocks take free multiprocessors and do the window part while the
+    // splits run; they wait for this grid before reading `part`.
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
     // The first copies go out before the table and q are prepared (one
     // commit group per block, empty past the end: wait counts stay fixed).
     for (int k = 0; k < STAGES - 1; k++) {
@@ -411,10 +417,6 @@ extern "C" __global__ void __launch_bounds__(G * D)
     const int h = blockIdx.x, kvh = gridDim.x, b = blockIdx.y;
     const int g = threadIdx.x / D, d = threadIdx.x % D, hq = h * G + g;
     const float* pp = part + (i64)(b * kvh * G + h * G) * nsplit * (D + 2);  // this KV head's G heads
-    for (int i = threadIdx.x; i < G * nsplit; i += G * D) {
-        pm[i] = pp[(i64)i * (D + 2) + D];
-        pl[i] = pp[(i64)i * (D + 2) + D + 1];
-    }
     x[g][d] = q[((i64)b * kvh * G + hq) * D + d];
     // Window (original domain): online softmax over chunks of FIN_WT rows.
     const uint4* gk = (const uint4*)(win + ((i64)(b * 2 + 0) * kvh + h) * R * D);
@@ -475,8 +477,16 @@ extern "C" __global__ void __launch_bounds__(G * D)
         __syncthreads();
         if (d == 0) wsc[G * FIN_WT + g] = wm;  // running maximum for the next chunk
     }
+    // Splits (rotated domain): written by the attention kernel, which may
+    // still be running (launched as its programmatic dependent).
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    for (int i = threadIdx.x; i < G * nsplit; i += G * D) {
+        pm[i] = pp[(i64)i * (D + 2) + D];
+        pl[i] = pp[(i64)i * (D + 2) + D + 1];
+    }
     __syncthreads();
-    // Splits (rotated domain).
     float M = -INFINITY;
     for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[g * nsplit + s]);
     float A = 0.f, L = 0.f;
