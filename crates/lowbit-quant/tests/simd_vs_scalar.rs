@@ -231,28 +231,7 @@ proptest! {
 
     #[test]
     fn q4_1_4xn_tiles_match_scalar_at_every_level(blocks in 1usize..20, n in 0usize..11, seed in any::<u64>()) {
-        let f = Format::parse("q4_1").unwrap();
-        let len = 32 * blocks;
-        let ws: Vec<Vec<f32>> = (0..4).map(|r| vecs(len, seed ^ (r as u64 + 11))).collect();
-        let codes: Vec<Vec<u8>> = ws.iter().map(|w| f.encode(w).unwrap()).collect();
-        let xs: Vec<Vec<f32>> = (0..n).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
-        let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
-        let rows = [&codes[0][..], &codes[1][..], &codes[2][..], &codes[3][..]];
-        let refs: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
-        let mut want = vec![vec![0f32; n]; 4];
-        let [w0, w1, w2, w3] = &mut want[..] else { unreachable!() };
-        simd::dot_q4_1_q8_1_4xn_at(Level::Scalar, rows, &refs, [w0, w1, w2, w3]);
-        for l in levels() {
-            let mut got = vec![vec![f32::NAN; n]; 4];
-            let [g0, g1, g2, g3] = &mut got[..] else { unreachable!() };
-            simd::dot_q4_1_q8_1_4xn_at(l, rows, &refs, [g0, g1, g2, g3]);
-            for r in 0..4 {
-                for k in 0..n {
-                    let scale: f32 = ws[r].iter().zip(&xs[k]).map(|(p, q)| (p * q).abs()).sum();
-                    prop_assert!(close(got[r][k], want[r][k], scale), "{:?} row {} act {}: {} vs {}", l, r, k, got[r][k], want[r][k]);
-                }
-            }
-        }
+        check_4xn("q4_1", blocks, n, seed, simd::dot_q4_1_q8_1_4xn_at)?;
     }
 
     #[test]
@@ -497,27 +476,38 @@ proptest! {
 
     #[test]
     fn q8_0_4xn_tiles_match_scalar_at_every_level(blocks in 1usize..20, n in 0usize..11, seed in any::<u64>()) {
-        let f = Format::parse("q8_0").unwrap();
-        let len = 32 * blocks;
-        let ws: Vec<Vec<f32>> = (0..4).map(|r| vecs(len, seed ^ (r as u64 + 11))).collect();
-        let codes: Vec<Vec<u8>> = ws.iter().map(|w| f.encode(w).unwrap()).collect();
-        let xs: Vec<Vec<f32>> = (0..n).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
-        let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
-        let rows = [&codes[0][..], &codes[1][..], &codes[2][..], &codes[3][..]];
-        let refs: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
-        let mut want = vec![vec![0f32; n]; 4];
-        let [w0, w1, w2, w3] = &mut want[..] else { unreachable!() };
-        simd::dot_q8_0_q8_0_4xn_at(Level::Scalar, rows, &refs, [w0, w1, w2, w3]);
-        for l in levels() {
-            let mut got = vec![vec![f32::NAN; n]; 4];
-            let [g0, g1, g2, g3] = &mut got[..] else { unreachable!() };
-            simd::dot_q8_0_q8_0_4xn_at(l, rows, &refs, [g0, g1, g2, g3]);
-            for r in 0..4 {
-                for k in 0..n {
-                    let scale: f32 = ws[r].iter().zip(&xs[k]).map(|(p, q)| (p * q).abs()).sum();
-                    prop_assert!(close(got[r][k], want[r][k], scale), "{:?} row {} act {}: {} vs {}", l, r, k, got[r][k], want[r][k]);
-                }
+        check_4xn("q8_0", blocks, n, seed, simd::dot_q8_0_q8_0_4xn_at)?;
+    }
+}
+
+type Kernel4xn = fn(Level, [&[u8]; 4], &[&[u8]], [&mut [f32]; 4]);
+
+/// Four rows of `format` against n activations: every SIMD level equals
+/// the scalar kernel (within 1e-6 of Σ|w·x|).
+fn check_4xn(format: &str, blocks: usize, n: usize, seed: u64, kernel: Kernel4xn) -> Result<(), TestCaseError> {
+    let f = Format::parse(format).unwrap();
+    let len = 32 * blocks;
+    let ws: Vec<Vec<f32>> = (0..4).map(|r| vecs(len, seed ^ (r as u64 + 11))).collect();
+    let codes: Vec<Vec<u8>> = ws.iter().map(|w| f.encode(w).unwrap()).collect();
+    let xs: Vec<Vec<f32>> = (0..n).map(|i| vecs(len, seed ^ (i as u64 + 3))).collect();
+    let acts: Vec<Vec<u8>> = xs.iter().map(|x| f.quantize_activation(x).unwrap()).collect();
+    let rows = [&codes[0][..], &codes[1][..], &codes[2][..], &codes[3][..]];
+    let refs: Vec<&[u8]> = acts.iter().map(|a| &a[..]).collect();
+    let run = |l: Level| {
+        let mut o = vec![vec![f32::NAN; n]; 4];
+        let [o0, o1, o2, o3] = &mut o[..] else { unreachable!() };
+        kernel(l, rows, &refs, [o0, o1, o2, o3]);
+        o
+    };
+    let want = run(Level::Scalar);
+    for l in levels() {
+        let got = run(l);
+        for r in 0..4 {
+            for k in 0..n {
+                let scale: f32 = ws[r].iter().zip(&xs[k]).map(|(p, q)| (p * q).abs()).sum();
+                prop_assert!(close(got[r][k], want[r][k], scale), "{} {:?} row {} act {}: {} vs {}", format, l, r, k, got[r][k], want[r][k]);
             }
         }
     }
+    Ok(())
 }

@@ -411,9 +411,7 @@ unsafe fn dot_q4_1_q8_1_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f
             prep.push(Q41RowPair { q, d: _mm512_permutexvar_ps(pick_d, dm), m: _mm512_maskz_permutexvar_ps(0x0101, pick_m, dm) });
         }
     }
-    let [o0, o1, o2, o3] = out;
-    let mut i = 0;
-    while i + 4 <= acts.len() {
+    let tile = |i: usize| {
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
         for (p, rp) in prep.chunks_exact(4).enumerate() {
             for k in 0..4 {
@@ -429,19 +427,39 @@ unsafe fn dot_q4_1_q8_1_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f
                 }
             }
         }
+        acc
+    };
+    let odd = |r: &[u8], a: &[u8]| if 2 * np < nb { super::dot_q4_1_q8_1_ref(&r[40 * np..], &a[72 * np..]) } else { 0.0 };
+    tiles_4xn(rows, acts, out, tile, odd, |r, a| dot_q4_1_q8_1(r, a));
+}
+
+/// The frame of the 4 × n kernels: `tile(i)` gives the 4 × 4 accumulators
+/// of activations i..i+4 (over whole block pairs), each output adds
+/// `odd(row, act)` (an odd last block), and activations past the last
+/// multiple of four take `single` dots.
+#[inline(always)]
+unsafe fn tiles_4xn(
+    rows: [&[u8]; 4],
+    acts: &[&[u8]],
+    out: [&mut [f32]; 4],
+    tile: impl Fn(usize) -> [[__m512; 4]; 4],
+    odd: impl Fn(&[u8], &[u8]) -> f32,
+    single: impl Fn(&[u8], &[u8]) -> f32,
+) {
+    let [o0, o1, o2, o3] = out;
+    let mut i = 0;
+    while i + 4 <= acts.len() {
+        let acc = tile(i);
         for (r, o) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().enumerate() {
             for k in 0..4 {
-                o[i + k] = _mm512_reduce_add_ps(acc[r][k]);
-                if 2 * np < nb {
-                    o[i + k] += super::dot_q4_1_q8_1_ref(&rows[r][40 * np..], &acts[i + k][72 * np..]);
-                }
+                o[i + k] = _mm512_reduce_add_ps(acc[r][k]) + odd(rows[r], acts[i + k]);
             }
         }
         i += 4;
     }
     for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
         for j in i..acts.len() {
-            o[j] = dot_q4_1_q8_1(r, acts[j]);
+            o[j] = single(r, acts[j]);
         }
     }
 }
@@ -531,9 +549,7 @@ unsafe fn dot_q8_0_q8_0_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f
             prep.push(Q8RowPair { w, base, d: q8_0_pair_scales(b, pick) });
         }
     }
-    let [o0, o1, o2, o3] = out;
-    let mut i = 0;
-    while i + 4 <= acts.len() {
+    let tile = |i: usize| {
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
         for (p, rp) in prep.chunks_exact(4).enumerate() {
             for k in 0..4 {
@@ -546,21 +562,10 @@ unsafe fn dot_q8_0_q8_0_4xn_vnni(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f
                 }
             }
         }
-        for (r, o) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().enumerate() {
-            for k in 0..4 {
-                o[i + k] = _mm512_reduce_add_ps(acc[r][k]);
-                if 2 * np < nb {
-                    o[i + k] += super::dot_q8_0_q8_0_ref(&rows[r][68 * np..], &acts[i + k][68 * np..]);
-                }
-            }
-        }
-        i += 4;
-    }
-    for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
-        for j in i..acts.len() {
-            o[j] = dot_q8_0_q8_0(r, acts[j]);
-        }
-    }
+        acc
+    };
+    let odd = |r: &[u8], a: &[u8]| if 2 * np < nb { super::dot_q8_0_q8_0_ref(&r[68 * np..], &a[68 * np..]) } else { 0.0 };
+    tiles_4xn(rows, acts, out, tile, odd, |r, a| dot_q8_0_q8_0(r, a));
 }
 
 /// Sixteen packed codes of 1–4 bits at a time as 32-bit lane indices.
