@@ -97,6 +97,8 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         ("uniform4:g32:asym+rht", 0.0),
         ("kivi4", 0.99),
         ("turbo4+center,sink=1", 0.99),
+        ("turbo4,sink=1", 0.0),
+        ("polar4+center,sink=1", 0.99),
         ("k=kivi4:g64,v=turbo4+center,sink=1", 0.99),
         ("turbo3", 0.0),
         ("polar3", 0.0),
@@ -105,6 +107,8 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         ("k=qjl,v=f16", 0.0),
         ("turbo2", 0.0),
         ("kivi2", 0.0),
+        ("kivi2,sink=1", 0.0),
+        ("k=kivi2,v=turbo2+center,sink=1", 0.95),
         ("turbo2+center,sink=1", 0.95),
         ("k=kivi3:g64,v=turbo2+center,sink=1", 0.95),
     ] {
