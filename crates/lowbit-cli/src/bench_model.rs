@@ -49,7 +49,7 @@ pub fn run(a: Args) -> Result<()> {
     for _ in 0..a.repeats.max(1) {
         let mut cache = m.new_cache(&policy, ctx)?;
         let t = Instant::now();
-        m.forward(&tokens, 0, cache.as_mut(), false)?;
+        m.prefill(&tokens, 0, cache.as_mut())?;
         pp.push(a.prefill as f64 / t.elapsed().as_secs_f64());
         let mut cache = m.new_cache(&policy, ctx)?;
         let t = Instant::now();

@@ -51,8 +51,10 @@ pub struct PplReport {
 /// non-overlapping windows of `ctx`; when the vocabulary adds BOS, the first
 /// token of each window is replaced by BOS; only the second half of each
 /// window is scored (predictions of tokens ctx/2+1 .. ctx−1 from their
-/// prefixes). `on_chunk(i, logits_of_scored_rows)` lets callers save or
-/// compare logits.
+/// prefixes). `on_chunk(i, logits_of_scored_rows, their_targets)` lets
+/// callers save or compare logits; it may be called several times per
+/// window (a window runs in pieces of [`crate::model::UBATCH`] tokens), with
+/// consecutive rows in order.
 pub fn perplexity(
     model: &Model,
     tokens: &[u32],
@@ -81,13 +83,20 @@ pub fn perplexity(
             window[0] = b;
         }
         let mut cache = new_cache()?;
-        let logits = model.forward(&window, 0, cache.as_mut(), true)?;
-        let scored = &logits[first * vocab..(ctx - 1) * vocab];
-        for (j, row) in scored.chunks_exact(vocab).enumerate() {
-            total += nll(row, tokens[i * ctx + first + j + 1]);
-            count += 1;
-        }
-        on_chunk(i, scored, &tokens[i * ctx + first + 1..(i + 1) * ctx])?;
+        let base = i * ctx;
+        // Scored: window positions first .. ctx − 2 (each predicts the next).
+        model.forward_ubatched(&window, 0, cache.as_mut(), true, |start, rows| {
+            let (lo, hi) = (first.max(start), (ctx - 1).min(start + rows.len() / vocab));
+            if lo >= hi {
+                return Ok(());
+            }
+            let scored = &rows[(lo - start) * vocab..(hi - start) * vocab];
+            for (j, row) in scored.chunks_exact(vocab).enumerate() {
+                total += nll(row, tokens[base + lo + j + 1]);
+                count += 1;
+            }
+            on_chunk(i, scored, &tokens[base + lo + 1..base + hi + 1])
+        })?;
         rep.running.push((total / count as f64).exp());
     }
     rep.scored_tokens = count;
@@ -121,11 +130,16 @@ pub fn documents_nll(model: &Model, docs: &[Vec<u32>], ctx: usize, bos: Option<u
             // Positions already scored by the previous window are skipped.
             let first = if start == 0 { 0 } else { ctx - stride - 1 };
             let mut cache = new_cache()?;
-            let logits = model.forward(&w, 0, cache.as_mut(), true)?;
-            for j in first..w.len() - 1 {
-                total += nll(&logits[j * vocab..(j + 1) * vocab], w[j + 1]);
-                count += 1;
-            }
+            model.forward_ubatched(&w, 0, cache.as_mut(), true, |start, rows| {
+                for (k, row) in rows.chunks_exact(vocab).enumerate() {
+                    let j = start + k;
+                    if j >= first && j + 1 < w.len() {
+                        total += nll(row, w[j + 1]);
+                        count += 1;
+                    }
+                }
+                Ok(())
+            })?;
             if end == doc.len() {
                 break;
             }

@@ -45,7 +45,7 @@ pub fn generate(
     }
     let mut stats = GenStats { prompt_tokens: prompt.len(), ..Default::default() };
     let t = Instant::now();
-    let mut logits = model.forward(prompt, 0, cache, false)?;
+    let mut logits = model.prefill(prompt, 0, cache)?;
     stats.prefill_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut out = Vec::new();

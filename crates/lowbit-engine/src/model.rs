@@ -72,6 +72,10 @@ pub(crate) fn assemble_layers(
         .collect()
 }
 
+/// Tokens per forward call when a long input runs in pieces (llama.cpp's
+/// default micro-batch, so pp512 is one call).
+pub const UBATCH: usize = 512;
+
 pub struct Model {
     pub config: Config,
     pub embed: QMatrix,
@@ -168,8 +172,59 @@ impl Model {
         }
     }
 
+    /// [`Model::forward_pieces`] in pieces of [`UBATCH`] tokens.
+    pub fn forward_ubatched(&self, tokens: &[u32], pos0: usize, cache: &mut dyn KvCache, all_logits: bool, sink: impl FnMut(usize, &[f32]) -> Result<()>) -> Result<()> {
+        self.forward_pieces(tokens, pos0, cache, all_logits, UBATCH, sink)
+    }
+
+    /// The last token's logits after running `tokens` (a prompt of any
+    /// length) at positions pos0.. in pieces of [`UBATCH`].
+    pub fn prefill(&self, tokens: &[u32], pos0: usize, cache: &mut dyn KvCache) -> Result<Vec<f32>> {
+        let mut last = Vec::new();
+        self.forward_ubatched(tokens, pos0, cache, false, |_, l| {
+            last = l.to_vec();
+            Ok(())
+        })?;
+        Ok(last)
+    }
+
+    /// [`Model::forward`] over `tokens` in pieces of at most `piece` tokens,
+    /// with the same results: activations, logits and a compressed cache's
+    /// raw rows awaiting release then scale with the piece, not with the
+    /// input. With `all_logits`, `sink(i, rows)` receives each piece's
+    /// logits (rows for tokens i..); without, once, the last token's.
+    pub fn forward_pieces(
+        &self,
+        tokens: &[u32],
+        pos0: usize,
+        cache: &mut dyn KvCache,
+        all_logits: bool,
+        piece: usize,
+        mut sink: impl FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        if pos0 + tokens.len() > cache.capacity() {
+            return Err(EngineError::ContextOverflow { tokens: pos0 + tokens.len(), ctx: cache.capacity() });
+        }
+        if tokens.is_empty() {
+            return Err(EngineError::Tokenizer("no tokens to run".into()));
+        }
+        let piece = piece.max(1);
+        for (k, part) in tokens.chunks(piece).enumerate() {
+            let i = k * piece;
+            let logits = self.forward(part, pos0 + i, cache, all_logits)?;
+            if all_logits {
+                sink(i, &logits)?;
+            } else if i + part.len() == tokens.len() {
+                sink(tokens.len() - 1, &logits)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Run `tokens` at positions pos0.. through the model, filling the
     /// cache; returns logits for every token (`all_logits`) or the last.
+    /// Memory grows with `tokens.len()`: long inputs go through
+    /// [`Model::prefill`] / [`Model::forward_ubatched`].
     pub fn forward(&self, tokens: &[u32], pos0: usize, cache: &mut dyn KvCache, all_logits: bool) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
