@@ -135,13 +135,13 @@ impl QMatrix {
             Some(_) => Some(xs.chunks_exact(c).map(|x| self.quantize_activation(x)).collect::<Result<_>>()?),
             None => None,
         };
+        let refs: Option<Vec<&[u8]>> = acts.as_ref().map(|a| a.iter().map(|v| &v[..]).collect());
         // Work on row blocks; write out[t*r + row].
         let mut tmp = vec![0f32; n * r];
         let per = rows_per_task(r);
         tmp.par_chunks_mut(per * n).enumerate().for_each(|(task, o)| {
             let row0 = task * per;
             let rows = o.len() / n;
-            let refs: Option<Vec<&[u8]>> = acts.as_ref().map(|a| a.iter().map(|v| &v[..]).collect());
             let mut i = 0;
             if let Some(a) = &refs {
                 // Four rows at a time: each activation is read once per four rows.

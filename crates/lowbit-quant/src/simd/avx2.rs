@@ -600,19 +600,11 @@ pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
         }
         i += 8;
     }
-    for (q, &v) in codes[i..n].iter_mut().zip(&x[i..n]) {
-        let c = (v * id).round() as i8;
-        sum += c as i32;
-        *q = c as u8;
-    }
+    sum += super::q8_codes_ref(&x[i..n], id, &mut codes[i..n]);
     (d, sum)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
-    for (r, o) in rows.into_iter().zip(out) {
-        for (v, a) in o.iter_mut().zip(acts) {
-            *v = dot_q8_0_q8_0(r, a);
-        }
-    }
+    super::rows_by_acts(rows, acts, out, |r, a| dot_q8_0_q8_0(r, a))
 }

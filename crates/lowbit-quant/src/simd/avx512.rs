@@ -457,11 +457,7 @@ unsafe fn tiles_4xn(
         }
         i += 4;
     }
-    for (r, o) in rows.into_iter().zip([o0, o1, o2, o3]) {
-        for j in i..acts.len() {
-            o[j] = single(r, acts[j]);
-        }
-    }
+    super::rows_by_acts(rows, &acts[i..], [&mut o0[i..], &mut o1[i..], &mut o2[i..], &mut o3[i..]], single);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
@@ -501,11 +497,7 @@ pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f3
     if has_vnni() {
         dot_q8_0_q8_0_4xn_vnni(rows, acts, out)
     } else {
-        for (r, o) in rows.into_iter().zip(out) {
-            for (v, a) in o.iter_mut().zip(acts) {
-                *v = dot_q8_0_q8_0(r, a);
-            }
-        }
+        super::rows_by_acts(rows, acts, out, |r, a| dot_q8_0_q8_0(r, a))
     }
 }
 
@@ -953,11 +945,6 @@ pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
         sum = _mm512_add_epi32(sum, r);
         i += 16;
     }
-    let mut sum = _mm512_reduce_add_epi32(sum);
-    for (q, &v) in codes[i..n].iter_mut().zip(&x[i..n]) {
-        let r = (v * id).round() as i8;
-        sum += r as i32;
-        *q = r as u8;
-    }
+    let sum = _mm512_reduce_add_epi32(sum) + super::q8_codes_ref(&x[i..n], id, &mut codes[i..n]);
     (d, sum)
 }

@@ -145,12 +145,19 @@ dispatch!(
     /// Q8_0 · Q8_0.
     dot_q8_0_q8_0, dot_q8_0_q8_0_at, (codes: &[u8], act: &[u8]) -> f32, dot_q8_0_q8_0_ref
 );
-fn dot_q8_0_q8_0_4xn_ref(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+/// out[r][i] = dot(rows[r], acts[i]): four rows against any number of
+/// activations one dot at a time (the references, and what the tiled
+/// kernels do with activations past their last tile).
+pub(crate) fn rows_by_acts(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4], dot: impl Fn(&[u8], &[u8]) -> f32) {
     for (r, o) in rows.into_iter().zip(out) {
         for (v, a) in o.iter_mut().zip(acts) {
-            *v = dot_q8_0_q8_0_ref(r, a);
+            *v = dot(r, a);
         }
     }
+}
+
+fn dot_q8_0_q8_0_4xn_ref(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
+    rows_by_acts(rows, acts, out, dot_q8_0_q8_0_ref)
 }
 dispatch!(
     /// Four Q8_0 rows against any number of Q8_0 activations (a prefill
@@ -335,11 +342,7 @@ pub(crate) fn dot_q4_1_q8_1_x4_ref(codes: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
 }
 
 fn dot_q4_1_q8_1_4xn_ref(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
-    for (r, o) in rows.into_iter().zip(out) {
-        for (v, a) in o.iter_mut().zip(acts) {
-            *v = dot_q4_1_q8_1_ref(r, a);
-        }
-    }
+    rows_by_acts(rows, acts, out, dot_q4_1_q8_1_ref)
 }
 
 dispatch!(
@@ -415,13 +418,19 @@ pub fn q8_block_ref(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    (d, q8_codes_ref(x, id, codes))
+}
+
+/// codes[i] = round(x[i]·id) as i8 (half away from zero, saturating);
+/// returns their sum. The SIMD [`q8_block`]s finish their tails with it.
+pub(crate) fn q8_codes_ref(x: &[f32], id: f32, codes: &mut [u8]) -> i32 {
     let mut sum = 0i32;
     for (q, &v) in codes.iter_mut().zip(x) {
         let r = (v * id).round() as i8;
         sum += r as i32;
         *q = r as u8;
     }
-    (d, sum)
+    sum
 }
 
 dispatch!(
