@@ -120,7 +120,7 @@ def main():
     gt = read_vecs(gtf, np.int32)
     nprobes = [int(x) for x in a.nprobe.split(",")]
     n = a.nlist
-    specs = a.specs or (f"flat;flat,turbo4;flat,turbo2;ivf{n};ivf{n},turbo4;ivf{n},turbo2;ivf{4 * n},turbo2;"
+    specs = a.specs or (f"flat;flat,turbo4;flat,pca4;flat,turbo2;flat,pca2;ivf{n};ivf{n},turbo4;ivf{n},pca4;ivf{n},turbo2;ivf{4 * n},turbo2;"
                         f"ivf{n},turbo4,rerank=4;ivf{n},turbo2,rerank=8")
     cmd = [a.lowbit, "index", "bench", "--base", base, "--query", query, "--gt", gtf, "--metric", metric,
            "--specs", specs, "--nprobe", a.nprobe, "--threads", "1,2", "--repeats", str(a.repeats), "--json"]

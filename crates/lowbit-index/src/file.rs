@@ -1,8 +1,11 @@
-//! The on-disk index format (version 1), little-endian:
+//! The on-disk index format (version 2; version 1 files, which cannot hold
+//! a `pca` code, are read too), little-endian:
 //!
 //! ```text
 //! "LOWBITIX" | version u32 | spec (u16 length, UTF-8) | metric u8 | dim u32 | seed u64
 //! | nlist u32 | centroids f32[nlist·dim]
+//! | `pca` code (when trained): per axis bits u8, byte u16, shift u8 | axes f32[dim·dim]
+//!   | per axis its levels f32[2^bits]
 //! | per list: n u64 | ids i64[n] | codes u8[n·code_bytes] | scalars f16[n·scalars] | raw f32[n·dim] (when kept)
 //!   | re-rank codes i8[n·dim] and scales f32[n] (`rerank=R:sq8`)
 //! | CRC-32 of every byte before it (u32)
@@ -18,12 +21,14 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use crate::error::{malformed, IndexError, Result};
-use crate::index::{Index, List};
-use crate::spec::{IndexSpec, Metric};
+use crate::code::Code;
+use crate::index::{pca_code_bytes, scalars, Index, List};
+use crate::pca::{PcaCoder, Slot};
+use crate::spec::{CodeSpec, IndexSpec, Metric};
 use crate::vecio::write_atomic;
 
 const MAGIC: &[u8; 8] = b"LOWBITIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 fn put<const N: usize>(out: &mut Vec<u8>, b: [u8; N]) {
     out.extend_from_slice(&b);
@@ -45,6 +50,15 @@ pub fn to_bytes(ix: &Index) -> Vec<u8> {
     put(&mut out, ix.seed.to_le_bytes());
     put(&mut out, (ix.nlist() as u32).to_le_bytes());
     ix.centroids.iter().for_each(|v| put(&mut out, v.to_le_bytes()));
+    if let Some(Code::Pca(pc)) = &ix.coder {
+        for s in &pc.slots {
+            out.push(s.bits);
+            put(&mut out, s.byte.to_le_bytes());
+            out.push(s.shift);
+        }
+        pc.basis.iter().for_each(|v| put(&mut out, v.to_le_bytes()));
+        pc.levels.iter().flatten().for_each(|v| put(&mut out, v.to_le_bytes()));
+    }
     let raw = ix.stores_raw();
     for l in &ix.lists {
         put(&mut out, (l.ids.len() as u64).to_le_bytes());
@@ -98,6 +112,35 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A trained `pca` code, every slot checked to lie inside the code bytes
+/// without overlapping another.
+fn read_pca(c: &mut Cursor, dim: usize, code_bytes: usize, scalars: usize) -> Result<PcaCoder> {
+    let path = c.path;
+    let raw = c.take(dim.checked_mul(4).ok_or_else(|| malformed(path, "pca slots: count overflows"))?, "pca slots")?;
+    let mut used = vec![0u16; code_bytes];
+    let mut slots = Vec::with_capacity(dim);
+    for (a, b) in raw.chunks_exact(4).enumerate() {
+        let s = Slot { bits: b[0], byte: u16::from_le_bytes([b[1], b[2]]), shift: b[3] };
+        let mask = ((1u16 << s.bits.min(8)) - 1).checked_shl(s.shift as u32).unwrap_or(u16::MAX);
+        if s.bits > 8 || s.shift as u32 + s.bits as u32 > 8 || (s.bits > 0 && s.byte as usize >= code_bytes) || (s.bits > 0 && used[s.byte as usize] & mask != 0) {
+            return Err(malformed(path, format!("pca axis {a}: bad code slot ({} bits at byte {}, bit {})", s.bits, s.byte, s.shift)));
+        }
+        if s.bits > 0 {
+            used[s.byte as usize] |= mask;
+        }
+        slots.push(s);
+    }
+    let basis = c.many(dim * dim, "pca axes", f32::from_le_bytes)?;
+    let mut levels = Vec::with_capacity(dim);
+    for s in &slots {
+        levels.push(c.many(1 << s.bits, "pca levels", f32::from_le_bytes)?);
+    }
+    if basis.iter().chain(levels.iter().flatten()).any(|v| !v.is_finite()) {
+        return Err(malformed(path, "pca code holds a non-finite value"));
+    }
+    Ok(PcaCoder::from_parts(dim, code_bytes, scalars, basis, slots, levels))
+}
+
 /// Load an index, verifying its checksum first.
 pub fn load(path: &Path) -> Result<Index> {
     let io = |source| IndexError::Io { path: path.to_path_buf(), source };
@@ -113,8 +156,8 @@ pub fn from_bytes(b: &[u8], path: &Path) -> Result<Index> {
         return Err(malformed(path, "not a lowbit index (magic LOWBITIX missing)"));
     }
     let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
-    if version != VERSION {
-        return Err(malformed(path, format!("index format version {version}; this build reads version {VERSION}")));
+    if !(1..=VERSION).contains(&version) {
+        return Err(malformed(path, format!("index format version {version}; this build reads versions 1 to {VERSION}")));
     }
     let (body, tail) = b.split_at(b.len() - 4);
     let stored = u32::from_le_bytes(tail.try_into().unwrap());
@@ -139,9 +182,13 @@ pub fn from_bytes(b: &[u8], path: &Path) -> Result<Index> {
             return Err(malformed(path, format!("spec `{spec}` but {nlist} lists stored")));
         }
         let cent = c.many(nlist.saturating_mul(dim), "centroids", f32::from_le_bytes)?;
+        if let Some(CodeSpec::Pca(bits)) = spec.code {
+            let code_bytes = pca_code_bytes(bits, dim, metric)?;
+            ix.coder = Some(Code::Pca(read_pca(&mut c, dim, code_bytes, scalars(metric))?));
+        }
         ix.set_centroids(cent);
     }
-    let (rb, sc) = ix.coder.as_ref().map_or((0, 0), |k| (k.code_bytes(), k.scalars));
+    let (rb, sc) = ix.coder.as_ref().map_or((0, 0), |k| (k.code_bytes(), k.scalars()));
     let raw = ix.stores_raw();
     let mut lists = Vec::with_capacity(nlist);
     for _ in 0..nlist {

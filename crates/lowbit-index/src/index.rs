@@ -1,6 +1,6 @@
 //! The index: a coarse quantizer (one list for `flat`, k-means centroids
 //! for `ivfN`), per list the ids and either raw f32 vectors or residual
-//! codes ([`crate::coder`]), optionally the raw vectors or 8-bit residual
+//! codes ([`crate::code`]), optionally the raw vectors or 8-bit residual
 //! codes too for re-ranking.
 
 use half::f16;
@@ -8,15 +8,19 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use lowbit_quant::simd;
 use rayon::prelude::*;
 
-use crate::coder::{code_dots, Coder};
+use crate::code::Code;
 use crate::error::{IndexError, Result};
 use crate::kmeans::{assign, kmeans, sq_norms};
-use crate::spec::{IndexSpec, Metric, Refine};
+use crate::pca::PcaCoder;
+use crate::spec::{CodeSpec, IndexSpec, Metric, Refine};
+use crate::turbo::TurboCoder;
 use crate::topk::TopK;
 
 /// Training sample per list, as FAISS (`max_points_per_centroid`).
 const SAMPLE_PER_LIST: usize = 256;
 const KMEANS_ITERS: usize = 20;
+/// Training sample of the PCA code (residuals).
+const PCA_SAMPLE: usize = 65536;
 /// Results per query at most (with the re-rank factor, candidates per
 /// query stay far from overflowing and from exhausting memory).
 pub const MAX_K: usize = 1 << 20;
@@ -29,7 +33,7 @@ pub struct List {
     pub ids: Vec<i64>,
     /// `code_bytes` per vector.
     pub codes: Vec<u8>,
-    /// f16 bits, `coder.scalars` per vector.
+    /// f16 bits, `coder.scalars()` per vector.
     pub scal: Vec<u16>,
     /// `dim` floats per vector when raw vectors are stored.
     pub raw: Vec<f32>,
@@ -50,7 +54,8 @@ pub struct Index {
     pub(crate) rot_centroids: Vec<f32>,
     pub(crate) cent_sq: Vec<f32>,
     pub(crate) lists: Vec<List>,
-    pub(crate) coder: Option<Coder>,
+    /// The residual code (`None` for raw vectors, or a PCA code not yet trained).
+    pub(crate) coder: Option<Code>,
 }
 
 /// Search results, `k` per query, nearest first; missing ones have id −1.
@@ -86,7 +91,14 @@ impl Index {
         if dim == 0 {
             return Err(IndexError::Input("dimension must be at least 1".into()));
         }
-        let coder = spec.bits.map(|b| Coder::new(dim, b, seed, metric));
+        let coder = match spec.code {
+            Some(CodeSpec::Turbo(b)) => Some(Code::Turbo(TurboCoder::new(dim, b, seed, metric))),
+            Some(CodeSpec::Pca(b)) => {
+                pca_code_bytes(b, dim, metric)?;
+                None
+            }
+            None => None,
+        };
         let mut ix = Index {
             spec,
             metric,
@@ -98,7 +110,7 @@ impl Index {
             lists: Vec::new(),
             coder,
         };
-        if spec.nlist.is_none() && spec.bits.is_none() {
+        if spec.nlist.is_none() && spec.code.is_none() {
             // Exact flat search needs no training.
             ix.set_centroids(vec![0.0; dim]);
         }
@@ -134,7 +146,7 @@ impl Index {
 
     /// Whether raw f32 vectors are kept (exact search or re-ranking).
     pub fn stores_raw(&self) -> bool {
-        self.coder.is_none() || self.spec.rerank.is_some_and(|r| r.with == Refine::F32)
+        self.spec.code.is_none() || self.spec.rerank.is_some_and(|r| r.with == Refine::F32)
     }
 
     /// Whether 8-bit residual codes are kept for re-ranking.
@@ -145,14 +157,19 @@ impl Index {
     /// Stored bytes per vector, ids excluded: codes, per-vector scalars and
     /// raw vectors or 8-bit re-ranking codes when kept.
     pub fn bytes_per_vector(&self) -> usize {
-        self.coder.as_ref().map_or(0, Coder::bytes_per_vector)
+        let code = match self.spec.code {
+            Some(CodeSpec::Pca(b)) => b as usize * self.dim / 8,
+            _ => self.coder.as_ref().map_or(0, Code::bytes_per_vector),
+        };
+        code
             + if self.stores_raw() { 4 * self.dim } else { 0 }
             + if self.stores_sq8() { self.dim + 4 } else { 0 }
     }
 
     /// Learn the coarse quantizer (`ivfN`: k-means on a sample of at most
     /// 256 vectors per list; `flat` with a code: the mean the residuals are
-    /// taken from). The code itself needs no training.
+    /// taken from), then a `pca` code on the residuals of a sample (the
+    /// `turbo` code needs no training).
     pub fn train(&mut self, data: &[f32], progress: Progress) -> Result<()> {
         let n = check_rows(data, self.dim, "training vector")?;
         let d = self.dim;
@@ -167,21 +184,23 @@ impl Index {
                 self.set_centroids(mean.iter().map(|m| (m / n as f64) as f32).collect());
             }
             Some(k) => {
-                let want = (k * SAMPLE_PER_LIST).min(n);
-                let sample: Vec<f32> = if want < n {
-                    let mut rng = lowbit_quant::rng::SplitMix64::new(self.seed ^ 0x5341_4d50);
-                    let mut pick: Vec<usize> = (0..n).collect();
-                    for i in 0..want {
-                        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
-                        pick.swap(i, j);
-                    }
-                    pick[..want].iter().flat_map(|&i| data[i * d..(i + 1) * d].iter().copied()).collect()
-                } else {
-                    data.to_vec()
-                };
+                let sample = sample_rows(data, d, k * SAMPLE_PER_LIST, self.seed ^ 0x5341_4d50);
                 let c = kmeans(&sample, d, k, KMEANS_ITERS, self.seed, &|it| progress("train", it, KMEANS_ITERS))?;
                 self.set_centroids(c);
             }
+        }
+        if let Some(CodeSpec::Pca(b)) = self.spec.code {
+            progress("train pca", 0, 1);
+            let mut sample = sample_rows(data, d, PCA_SAMPLE, self.seed ^ 0x5043_41);
+            let lists = self.coarse_assign(&sample);
+            for (r, &l) in sample.chunks_exact_mut(d).zip(&lists) {
+                r.iter_mut().zip(&self.centroids[l as usize * d..(l as usize + 1) * d]).for_each(|(v, c)| *v -= c);
+            }
+            let code_bytes = pca_code_bytes(b, d, self.metric)?;
+            self.coder = Some(Code::Pca(PcaCoder::train(&sample, d, code_bytes, scalars(self.metric))));
+            // Rotate the centroids into the trained code's domain.
+            self.set_centroids(self.centroids.clone());
+            progress("train pca", 1, 1);
         }
         Ok(())
     }
@@ -222,7 +241,7 @@ impl Index {
         let list_of = self.coarse_assign(data);
         const CHUNK: usize = 1024;
         if let Some(coder) = &self.coder {
-            let (rb, sc) = (coder.code_bytes(), coder.scalars);
+            let (rb, sc) = (coder.code_bytes(), coder.scalars());
             let mut codes = vec![0u8; n * rb];
             let mut scal = vec![0u16; n * sc];
             let done = std::sync::atomic::AtomicUsize::new(0);
@@ -276,7 +295,7 @@ impl Index {
     /// Remove every vector whose id is in `ids`; returns how many went.
     pub fn remove(&mut self, ids: &[i64]) -> usize {
         let gone: std::collections::HashSet<i64> = ids.iter().copied().collect();
-        let (rb, sc) = self.coder.as_ref().map_or((0, 0), |c| (c.code_bytes(), c.scalars));
+        let (rb, sc) = self.coder.as_ref().map_or((0, 0), |c| (c.code_bytes(), c.scalars()));
         let (d, raw, sq8) = (self.dim, self.stores_raw(), self.stores_sq8());
         let mut removed = 0;
         for l in &mut self.lists {
@@ -360,6 +379,9 @@ impl Index {
             s.qr.clear();
             s.qr.extend_from_slice(q);
             coder.rotate(&mut s.qr);
+            if self.metric == Metric::Ip {
+                s.c0 = coder.prepare(&s.qr, &mut s.tables);
+            }
         }
         for &l in &s.order {
             let list = &self.lists[l as usize];
@@ -389,7 +411,10 @@ impl Index {
                         }
                         Metric::Ip => &s.qr,
                     };
-                    code_dots(&list.codes, coder.code_bytes(), coder.bits, &coder.cb.levels, y, &mut s.dots);
+                    if self.metric == Metric::L2 {
+                        s.c0 = coder.prepare(y, &mut s.tables);
+                    }
+                    coder.scan(&list.codes, y, &s.tables, s.c0, &mut s.dots);
                     // Bulk f16 → f32 (F16C when the CPU has it).
                     s.scal.resize(list.scal.len(), 0.0);
                     let halves: &[f16] = list.scal.reinterpret_cast();
@@ -456,6 +481,45 @@ struct Scratch {
     qd: Vec<f32>,
     dots: Vec<f32>,
     scal: Vec<f32>,
+    /// The PCA code's lookup tables for the current query (or query − centroid).
+    tables: Vec<f32>,
+    c0: f32,
+}
+
+/// f16 scalars per coded vector: s, and ‖r̂‖ for L2.
+pub(crate) fn scalars(metric: Metric) -> usize {
+    if metric == Metric::L2 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Code bytes of `pcaB` on `dim` dimensions: B·dim/8 in all, less the scalars.
+pub(crate) fn pca_code_bytes(bits: u32, dim: usize, metric: Metric) -> Result<usize> {
+    let total = bits as usize * dim / 8;
+    let sc = 2 * scalars(metric);
+    if total <= sc {
+        return Err(IndexError::Input(format!(
+            "pca{bits} on {dim} dimensions stores {total} bytes per vector, not more than its {sc} bytes of scalars: use more bits"
+        )));
+    }
+    Ok(total - sc)
+}
+
+/// At most `want` rows of `data`, drawn without replacement (all when fewer).
+fn sample_rows(data: &[f32], d: usize, want: usize, seed: u64) -> Vec<f32> {
+    let n = data.len() / d;
+    if want >= n {
+        return data.to_vec();
+    }
+    let mut rng = lowbit_quant::rng::SplitMix64::new(seed);
+    let mut pick: Vec<usize> = (0..n).collect();
+    for i in 0..want {
+        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+        pick.swap(i, j);
+    }
+    pick[..want].iter().flat_map(|&i| data[i * d..(i + 1) * d].iter().copied()).collect()
 }
 
 #[cfg(test)]
@@ -496,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_stored_vector_finds_itself_first() {
-        for (spec, metric) in [("flat", Metric::L2), ("flat,turbo4", Metric::L2), ("ivf8,turbo3", Metric::L2), ("ivf8,turbo4,rerank=4", Metric::Ip), ("ivf8,turbo2,rerank=8:sq8", Metric::L2), ("flat,turbo1,rerank=16:sq8", Metric::Ip)] {
+        for (spec, metric) in [("flat", Metric::L2), ("flat,turbo4", Metric::L2), ("ivf8,turbo3", Metric::L2), ("ivf8,turbo4,rerank=4", Metric::Ip), ("ivf8,turbo2,rerank=8:sq8", Metric::L2), ("flat,turbo1,rerank=16:sq8", Metric::Ip), ("flat,pca4", Metric::L2), ("ivf8,pca3", Metric::Ip), ("ivf8,pca2,rerank=8", Metric::L2)] {
             let mut ix = Index::new(IndexSpec::parse(spec).unwrap(), metric, 48, 3).unwrap();
             let mut x = data(400, 48, 2);
             if metric == Metric::Ip {

@@ -3,27 +3,31 @@
 //! The same rotation + codebook quantizers lowbit uses for KV caches,
 //! applied to embedding vectors. An [`Index`] is chosen by a spec string
 //! ([`IndexSpec`], like FAISS's `index_factory`): `flat` (exact), `flat,turbo4`,
-//! `ivf256,turbo4`, `ivf256,turbo2,rerank=8`. Vectors are coded as
-//! residuals from their coarse centroid, searched with asymmetric distance
-//! computation (an f32 query, rotated once, against packed codes), and
+//! `ivf256,turbo4`, `ivf256,turbo2,rerank=8`, `ivf64,pca4`. Vectors are
+//! coded as residuals from their coarse centroid ([`turbo`]: a seeded
+//! rotation, no training; [`pca`]: trained principal axes and codebooks at
+//! exactly FAISS's bytes), searched with asymmetric distance computation
+//! (an f32 query, rotated once, against packed codes), and
 //! optionally re-ranked with the stored f32 vectors. Indexes are saved in a
 //! versioned, checksummed file ([`file`]).
 //!
 //! This crate knows codecs (lowbit-quant) and vector files; it knows
 //! nothing about models or text.
 
-pub mod coder;
+pub mod code;
 pub mod error;
 pub mod file;
 pub mod index;
 pub mod kmeans;
+pub mod pca;
 pub mod spec;
 pub mod topk;
+pub mod turbo;
 pub mod vecio;
 
 pub use error::{IndexError, Result};
 pub use index::{Hits, Index, Progress};
-pub use spec::{IndexSpec, Metric, Refine, Rerank};
+pub use spec::{CodeSpec, IndexSpec, Metric, Refine, Rerank};
 pub use vecio::Vectors;
 
 /// Recall of `hits` against ground truth: for each query, the share of

@@ -1,16 +1,17 @@
 //! Index spec strings, parsed and printed in one place, in the spirit of
 //! FAISS's `index_factory`: `flat`, `flat,turbo4`, `ivf256`,
-//! `ivf256,turbo4`, `ivf256,turbo2,rerank=8`.
+//! `ivf256,turbo4`, `ivf256,turbo2,rerank=8`, `ivf64,pca4`.
 
 use std::fmt;
 
 use crate::error::{IndexError, Result};
 
 pub const GRAMMAR: &str = "comma-separated items: `flat` or `ivfN` (N coarse lists, 1 ≤ N ≤ 65536) first; \
-then optionally a code `turboB` (B = 1..4 bits per dimension: rotation + Lloyd–Max codebook of the residual, plus a \
-per-vector norm); then optionally `rerank=R` or `rerank=R:sq8` (R ≥ 1: take k·R candidates from the codes and re-rank \
+then optionally a code: `turboB` (B = 1..4 bits per dimension: rotation + Lloyd–Max codebook of the residual, plus \
+f16 scalars per vector; needs no training) or `pcaB` (B = 1..8: exactly B·d/8 bytes per vector, scalars included, as \
+FAISS's IndexPQ with d·B/8 bytes; principal axes, bits allocated by variance, a trained codebook per axis); then optionally `rerank=R` or `rerank=R:sq8` (R ≥ 1: take k·R candidates from the codes and re-rank \
 them with the stored f32 vectors, or with 8-bit codes of the residual, d + 4 bytes per vector; needs a code). Examples: \
-flat, flat,turbo4, ivf256, ivf256,turbo4, ivf256,turbo2,rerank=8, ivf256,turbo4,rerank=4:sq8";
+flat, flat,turbo4, flat,pca4, ivf256, ivf256,turbo4, ivf64,pca4, ivf256,turbo2,rerank=8, ivf256,turbo4,rerank=4:sq8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -51,12 +52,21 @@ pub struct Rerank {
     pub with: Refine,
 }
 
+/// How residuals are coded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeSpec {
+    /// `turboB`: B bits per dimension after a seeded rotation, plus scalars.
+    Turbo(u32),
+    /// `pcaB`: B·d/8 bytes per vector in all, trained ([`crate::pca`]).
+    Pca(u32),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexSpec {
     /// Coarse lists; `None` = flat (one list centred on the data mean).
     pub nlist: Option<usize>,
-    /// Bits per dimension of the residual code; `None` = raw f32 vectors.
-    pub bits: Option<u32>,
+    /// The residual code; `None` = raw f32 vectors.
+    pub code: Option<CodeSpec>,
     pub rerank: Option<Rerank>,
 }
 
@@ -73,17 +83,25 @@ impl IndexSpec {
             "" => return Err(bad("empty spec".into())),
             s => return Err(bad(format!("`{s}` must be `flat` or `ivfN`"))),
         };
-        let (mut bits, mut rerank) = (None, None);
+        let (mut code, mut rerank) = (None, None);
         for item in &items[1..] {
             let low = item.to_ascii_lowercase();
-            if let Some(b) = low.strip_prefix("turbo") {
-                if bits.is_some() {
+            let (turbo, pca) = (low.strip_prefix("turbo"), low.strip_prefix("pca"));
+            if turbo.is_some() || pca.is_some() {
+                if code.is_some() {
                     return Err(bad("more than one code".into()));
                 }
-                match b.parse::<u32>() {
-                    Ok(b @ 1..=4) => bits = Some(b),
-                    _ => return Err(bad(format!("`{item}`: turbo takes 1..4 bits"))),
-                }
+                code = Some(match (turbo, pca) {
+                    (Some(b), _) => match b.parse::<u32>() {
+                        Ok(b @ 1..=4) => CodeSpec::Turbo(b),
+                        _ => return Err(bad(format!("`{item}`: turbo takes 1..4 bits"))),
+                    },
+                    (_, Some(b)) => match b.parse::<u32>() {
+                        Ok(b @ 1..=8) => CodeSpec::Pca(b),
+                        _ => return Err(bad(format!("`{item}`: pca takes 1..8 bits per dimension"))),
+                    },
+                    _ => unreachable!(),
+                });
             } else if let Some(r) = low.strip_prefix("rerank=") {
                 let (factor, with) = r.split_once(':').unwrap_or((r, "f32"));
                 let with = match with {
@@ -99,10 +117,10 @@ impl IndexSpec {
                 return Err(bad(format!("unknown item `{item}`")));
             }
         }
-        if rerank.is_some() && bits.is_none() {
+        if rerank.is_some() && code.is_none() {
             return Err(bad("`rerank` needs a code to re-rank (raw f32 vectors are already exact)".into()));
         }
-        Ok(IndexSpec { nlist, bits, rerank })
+        Ok(IndexSpec { nlist, code, rerank })
     }
 }
 
@@ -112,8 +130,10 @@ impl fmt::Display for IndexSpec {
             None => write!(f, "flat")?,
             Some(n) => write!(f, "ivf{n}")?,
         }
-        if let Some(b) = self.bits {
-            write!(f, ",turbo{b}")?;
+        match self.code {
+            Some(CodeSpec::Turbo(b)) => write!(f, ",turbo{b}")?,
+            Some(CodeSpec::Pca(b)) => write!(f, ",pca{b}")?,
+            None => {}
         }
         if let Some(r) = self.rerank {
             write!(f, ",rerank={}", r.factor)?;
@@ -131,7 +151,7 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print_canonically() {
-        for s in ["flat", "flat,turbo4", "ivf256", "ivf256,turbo4", "ivf256,turbo2,rerank=8", "ivf1,turbo1", "ivf16,turbo4,rerank=4:sq8"] {
+        for s in ["flat", "flat,turbo4", "ivf256", "ivf256,turbo4", "ivf256,turbo2,rerank=8", "ivf1,turbo1", "ivf16,turbo4,rerank=4:sq8", "flat,pca4", "ivf64,pca2,rerank=8"] {
             assert_eq!(IndexSpec::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(IndexSpec::parse(" IVF64 , Turbo3 ").unwrap().to_string(), "ivf64,turbo3");
@@ -146,6 +166,9 @@ mod tests {
             ("ivf0", "1..=65536"),
             ("ivfx", "1..=65536"),
             ("flat,turbo5", "1..4 bits"),
+            ("flat,pca9", "1..8 bits"),
+            ("flat,pca", "1..8 bits"),
+            ("flat,pca4,turbo4", "more than one"),
             ("flat,rerank=4", "needs a code"),
             ("ivf8,turbo4,rerank=0", "1..=1000"),
             ("ivf8,turbo4,turbo2", "more than one"),

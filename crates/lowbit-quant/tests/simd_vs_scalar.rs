@@ -293,6 +293,21 @@ proptest! {
     }
 
     #[test]
+    fn table_dots_matches(rb in 1usize..70, rows in 0usize..11, off in 0usize..3, seed in any::<u64>()) {
+        let t = vecs(256 * rb, seed);
+        let codes: Vec<u8> = vecs(rows * rb + off, seed ^ 1).iter().map(|v| v.to_bits() as u8).collect();
+        let mut want = vec![0f32; rows];
+        simd::table_dots_at(Level::Scalar, &codes[off..], rb, &t, 0.5, &mut want);
+        for l in levels() {
+            let mut got = vec![0f32; rows];
+            simd::table_dots_at(l, &codes[off..], rb, &t, 0.5, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()) * rb as f32, "{:?} {} bytes: {} vs {}", l, rb, g, w);
+            }
+        }
+    }
+
+    #[test]
     fn axpy_matches(n in 0usize..100, a in -3f32..3.0, seed in any::<u64>()) {
         let (x, y0) = (vecs(n, seed), vecs(n, seed ^ 2));
         let mut want = y0.clone();

@@ -608,3 +608,8 @@ pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
 pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f32]; 4]) {
     super::rows_by_acts(rows, acts, out, |r, a| dot_q8_0_q8_0(r, a))
 }
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn table_dots(codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) {
+    super::table_dots_ref(codes, row_bytes, t, c0, out)
+}

@@ -948,3 +948,41 @@ pub unsafe fn q8_block(x: &[f32], codes: &mut [u8]) -> (f32, i32) {
     let sum = _mm512_reduce_add_epi32(sum) + super::q8_codes_ref(&x[i..n], id, &mut codes[i..n]);
     (d, sum)
 }
+
+/// Four rows at a time, 16 code bytes per gather; the last partial group of
+/// a row masked.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub unsafe fn table_dots(codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) {
+    let n = out.len().min(codes.len() / row_bytes.max(1));
+    assert!(t.len() >= 256 * row_bytes, "table_dots: {} table entries for {row_bytes} code bytes", t.len());
+    let offs = _mm512_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840);
+    let full = row_bytes / 16;
+    let rem = row_bytes % 16;
+    let tail_mask: u16 = ((1u32 << rem) - 1) as u16;
+    // One group of 16 code bytes of a row (at byte j) through the tables.
+    let group = |row: *const u8, j: usize, mask: u16| -> __m512 {
+        let c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, row.add(j) as *const i8));
+        let idx = _mm512_add_epi32(c, offs);
+        _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, t.as_ptr().add(256 * j))
+    };
+    let mut i = 0;
+    while i + 4 <= n {
+        let r: [*const u8; 4] = std::array::from_fn(|k| codes.as_ptr().add((i + k) * row_bytes));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for g in 0..full {
+            for k in 0..4 {
+                acc[k] = _mm512_add_ps(acc[k], group(r[k], 16 * g, 0xffff));
+            }
+        }
+        if rem > 0 {
+            for k in 0..4 {
+                acc[k] = _mm512_add_ps(acc[k], group(r[k], 16 * full, tail_mask));
+            }
+        }
+        for k in 0..4 {
+            out[i + k] = c0 + _mm512_reduce_add_ps(acc[k]);
+        }
+        i += 4;
+    }
+    super::table_dots_ref(&codes[i * row_bytes..n * row_bytes], row_bytes, t, c0, &mut out[i..n]);
+}

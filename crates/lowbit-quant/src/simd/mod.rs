@@ -274,6 +274,21 @@ dispatch!(
     code_dots, code_dots_at, (packed: &[u8], row_bytes: usize, bits: u32, levels: &[f32], q: &[f32], out: &mut [f32]) -> (), code_dots_ref
 );
 
+/// Scalar reference: out[i] = c0 + Σ_j t[256·j + codes[i·row_bytes + j]]
+/// — a scan of byte codes through one 256-entry lookup table per code byte
+/// (product-quantizer style asymmetric distance computation).
+pub fn table_dots_ref(codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(row_bytes)) {
+        *o = c0 + row.iter().enumerate().map(|(j, &c)| t[256 * j + c as usize]).sum::<f32>();
+    }
+}
+
+dispatch!(
+    /// Byte codes through per-byte lookup tables (see [`table_dots_ref`]);
+    /// AVX-512 gathers 16 table entries per instruction.
+    table_dots, table_dots_at, (codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) -> (), table_dots_ref
+);
+
 /// Scalar reference: y += a·x.
 pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {

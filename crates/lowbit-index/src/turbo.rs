@@ -28,7 +28,7 @@ use crate::spec::Metric;
 /// Grid stretches tried per vector when coding.
 const STRETCH: &[f32] = &[0.8, 0.9, 1.0, 1.1, 1.2];
 
-pub struct Coder {
+pub struct TurboCoder {
     pub dim: usize,
     pub bits: u32,
     pub rht: Rht,
@@ -37,11 +37,11 @@ pub struct Coder {
     pub scalars: usize,
 }
 
-impl Coder {
-    pub fn new(dim: usize, bits: u32, seed: u64, metric: Metric) -> Coder {
+impl TurboCoder {
+    pub fn new(dim: usize, bits: u32, seed: u64, metric: Metric) -> TurboCoder {
         let law = if dim >= 3 { Law::UnitSphere(dim) } else { Law::Gaussian };
         let scalars = if metric == Metric::L2 { 2 } else { 1 };
-        Coder { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits), scalars }
+        TurboCoder { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits), scalars }
     }
 
     pub fn code_bytes(&self) -> usize {
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn code_dots_equal_decoded_dots_and_estimates_track_true_products() {
         for (dim, bits) in [(128, 4), (384, 4), (96, 2), (130, 3), (64, 1)] {
-            let coder = Coder::new(dim, bits, 7, Metric::L2);
+            let coder = TurboCoder::new(dim, bits, 7, Metric::L2);
             let mut rng = SplitMix64::new(dim as u64 * 10 + bits as u64);
             let n = 40;
             let x: Vec<f32> = (0..n * dim).map(|_| rng.normal() as f32).collect();
