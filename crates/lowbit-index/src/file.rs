@@ -211,11 +211,12 @@ pub fn from_bytes(b: &[u8], path: &Path) -> Result<Index> {
         } else {
             (Vec::new(), Vec::new())
         };
-        lists.push(List { ids, codes, scal, raw, raw_sq, fine, fine_scale });
+        lists.push(List { ids, codes, scal, raw, raw_sq, fine, fine_scale, cross: Vec::new() });
     }
     if c.at != body.len() {
         return Err(malformed(path, format!("{} unexpected bytes after the last list", body.len() - c.at)));
     }
     ix.lists = lists;
+    ix.refresh_cross();
     Ok(ix)
 }

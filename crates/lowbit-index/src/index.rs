@@ -39,6 +39,10 @@ pub struct List {
     pub raw: Vec<f32>,
     /// ‖x‖² of each raw vector (derived, not saved).
     pub raw_sq: Vec<f32>,
+    /// `pca` code under L2: ⟨V·c, ℓ⟩ of each vector, c the list's centroid
+    /// (derived from the codes, not saved), so one set of lookup tables per
+    /// query serves every list: ⟨V(q − c), ℓ⟩ = ⟨V·q, ℓ⟩ − cross.
+    pub cross: Vec<f32>,
     /// `rerank=R:sq8`: `dim` 8-bit codes of the residual per vector …
     pub fine: Vec<i8>,
     /// … and their scale (residual ≈ scale·code).
@@ -288,8 +292,29 @@ impl Index {
                 l.raw_sq.push(x.iter().map(|v| v * v).sum());
             }
         }
+        self.refresh_cross();
         progress("add", n, n);
         Ok(())
+    }
+
+    /// Whether lists keep the `cross` term (a `pca` code under L2).
+    fn uses_cross(&self) -> bool {
+        self.metric == Metric::L2 && matches!(self.coder, Some(Code::Pca(_)))
+    }
+
+    /// Recompute every list's `cross` term from its codes.
+    pub(crate) fn refresh_cross(&mut self) {
+        if !self.uses_cross() {
+            return;
+        }
+        let (coder, d, rc) = (self.coder.as_ref().unwrap(), self.dim, &self.rot_centroids);
+        self.lists.par_iter_mut().enumerate().for_each(|(l, list)| {
+            let mut tables = Vec::new();
+            let y = &rc[l * d..(l + 1) * d];
+            let c0 = coder.prepare(y, &mut tables);
+            list.cross.resize(list.ids.len(), 0.0);
+            coder.scan(&list.codes, y, &tables, c0, &mut list.cross);
+        });
     }
 
     /// Remove every vector whose id is in `ids`; returns how many went.
@@ -332,6 +357,7 @@ impl Index {
                 l.fine_scale.truncate(w);
             }
         }
+        self.refresh_cross();
         removed
     }
 
@@ -379,7 +405,7 @@ impl Index {
             s.qr.clear();
             s.qr.extend_from_slice(q);
             coder.rotate(&mut s.qr);
-            if self.metric == Metric::Ip {
+            if self.metric == Metric::Ip || self.uses_cross() {
                 s.c0 = coder.prepare(&s.qr, &mut s.tables);
             }
         }
@@ -403,18 +429,19 @@ impl Index {
                     }
                 }
                 Some(coder) => {
+                    let cross = self.uses_cross();
                     let y: &[f32] = match self.metric {
-                        Metric::L2 => {
+                        Metric::L2 if !cross => {
                             s.qd.clear();
                             s.qd.extend(s.qr.iter().zip(&self.rot_centroids[l as usize * d..(l as usize + 1) * d]).map(|(a, b)| a - b));
                             &s.qd
                         }
-                        Metric::Ip => &s.qr,
+                        _ => &s.qr,
                     };
-                    if self.metric == Metric::L2 {
-                        s.c0 = coder.prepare(y, &mut s.tables);
-                    }
                     coder.scan(&list.codes, y, &s.tables, s.c0, &mut s.dots);
+                    if cross {
+                        s.dots.iter_mut().zip(&list.cross).for_each(|(d, c)| *d -= c);
+                    }
                     // Bulk f16 → f32 (F16C when the CPU has it).
                     s.scal.resize(list.scal.len(), 0.0);
                     let halves: &[f16] = list.scal.reinterpret_cast();
