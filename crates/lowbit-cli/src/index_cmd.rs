@@ -27,7 +27,7 @@ pub struct BuildArgs {
     /// Vectors to index (.fvecs, .bvecs or .npy).
     #[arg(long)]
     base: PathBuf,
-    /// Index spec, e.g. `ivf256,turbo4` (see `lowbit index bench --help`).
+    /// Index spec, e.g. `ivf256,turbo4` or `ivf64,pca4` (grammar: lowbit_index::spec; README).
     #[arg(long, default_value = "ivf256,turbo4")]
     spec: String,
     /// `l2` or `ip` (inner product; cosine on unit vectors).
@@ -73,7 +73,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "l2")]
     metric: String,
     /// Index specs, separated by `;`.
-    #[arg(long, value_delimiter = ';', default_value = "flat;flat,turbo4;ivf64,turbo4;ivf64,turbo4,rerank=8")]
+    #[arg(long, value_delimiter = ';', default_value = "flat;flat,turbo4;flat,pca4;ivf64,turbo4;ivf64,turbo4,rerank=8")]
     specs: Vec<String>,
     /// nprobe values tried for IVF specs.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
