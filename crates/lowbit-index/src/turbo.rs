@@ -40,8 +40,7 @@ pub struct TurboCoder {
 impl TurboCoder {
     pub fn new(dim: usize, bits: u32, seed: u64, metric: Metric) -> TurboCoder {
         let law = if dim >= 3 { Law::UnitSphere(dim) } else { Law::Gaussian };
-        let scalars = if metric == Metric::L2 { 2 } else { 1 };
-        TurboCoder { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits), scalars }
+        TurboCoder { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits), scalars: crate::index::scalars(metric) }
     }
 
     pub fn code_bytes(&self) -> usize {
