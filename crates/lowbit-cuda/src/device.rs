@@ -12,18 +12,25 @@ use crate::error::{CudaError, Result};
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
-/// Kernels that take dynamic shared memory, and the most they may take
-/// (bytes); attn_finish_tc's need grows with the split count.
-pub const DYNAMIC_SHARED: [(&str, u32); 3] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED_MAX)];
-pub const FINISH_SHARED_MAX: u32 = 160 * 1024;
+/// Kernels that take dynamic shared memory, and how much (bytes).
+pub const DYNAMIC_SHARED: [(&str, u32); 3] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED)];
+/// attn_finish_tc: 64 window rows of K and V (f16), 64 scores and 3
+/// softmax values per head.
+pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
+
+/// Warps per thread block of the tensor-core attention kernels, and the
+/// cache blocks each warp holds in shared memory (`TC_STAGES - 1` copies in
+/// flight while one is used); passed to NVRTC as `-DTC_WARPS`, `-DSTAGES`.
+pub const TC_WARPS: u32 = 12;
+pub const TC_STAGES: u32 = 3;
 
 /// The tensor-core attention's dynamic shared memory for `bits`-bit turbo
 /// codes: the lane-private code table (256 rows of 256 B, placed on a 64 KB
-/// boundary) and its 12 warps' three stages of a block's K and V regions
-/// (+ 16 B each), + one stage of slack for the alignment.
+/// boundary) and each warp's stages of a block's K and V regions (+ 16 B
+/// each), + one stage of slack for the alignment.
 pub const fn tc_shared(bits: u32) -> u32 {
     let region = 32 * (2 + 128 * bits / 8);
-    256 * 256 + (12 * 3 + 1) * (2 * region + 16)
+    256 * 256 + (TC_WARPS * TC_STAGES + 1) * (2 * region + 16)
 }
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
@@ -57,7 +64,7 @@ pub fn compile(arch: &str) -> Result<Ptx> {
     }
     let opts = CompileOptions {
         arch: Some(Box::leak(arch.to_string().into_boxed_str())),
-        options: vec!["--std=c++17".into()],
+        options: vec!["--std=c++17".into(), format!("-DTC_WARPS={TC_WARPS}"), format!("-DSTAGES={TC_STAGES}")],
         ..Default::default()
     };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE.concat(), opts).map_err(|e| CudaError::Compile { arch: arch.to_string(), log: e.to_string() })?;

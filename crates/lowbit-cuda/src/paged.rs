@@ -248,7 +248,7 @@ impl<'g> GpuKv<'g> {
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
-    /// The tensor-core kernel runs one thread block of 12 warps per
+    /// The tensor-core kernel runs one thread block of `TC_WARPS` warps per
     /// multiprocessor; its split count minimizes waves × (cache blocks per
     /// warp + a fixed cost of about 2 for the table, q and the pipeline
     /// start), with ≥ 32 cache blocks per split.
@@ -258,7 +258,7 @@ impl<'g> GpuKv<'g> {
         if !self.tensor_cores {
             return (16 * 132usize).div_ceil(heads).clamp(1, most);
         }
-        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / 12.0 + 2.0);
+        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / crate::device::TC_WARPS as f64 + 2.0);
         (1..=most).fold(1, |best, s| if cost(s) < cost(best) { s } else { best })
     }
 
@@ -315,7 +315,7 @@ impl<'g> GpuKv<'g> {
         Ok(())
     }
 
-    /// The tensor-core path: the splits (12 warps per thread block, `nsplit`
+    /// The tensor-core path: the splits (`TC_WARPS` warps per thread block, `nsplit`
     /// partial states per head), then one kernel for the window and the merge.
     fn attend_tc(&self, table: cudarc::driver::CudaView<i32>, nsplit: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
         let s = &self.gpu.stream;
@@ -324,18 +324,13 @@ impl<'g> GpuKv<'g> {
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
         let KvCodec::Turbo(bits) = self.codec else { return Err(CudaError::Shape("tensor-core attention needs a turbo cache".into())) };
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (384, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
         // SAFETY: argument list matches attn_turbo{2,4}_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
-        // Window rows (64 of K and V), 64 scores and 3 softmax values per head, (m, l) per split and head.
-        let shared = (64 * HEAD_DIM * 2 * 2 + GROUP * (64 + 3) * 4 + 2 * GROUP * nsplit * 4) as u32;
-        if shared > crate::device::FINISH_SHARED_MAX {
-            return Err(CudaError::Shape(format!("{nsplit} splits need more shared memory than the merge kernel has")));
-        }
         let f = self.gpu.function("attn_finish_tc")?;
-        let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: shared };
+        let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: crate::device::FINISH_SHARED };
         // The programmatic dependent of the attention kernel: its window
         // part overlaps the splits (attention_tc.cu).
         let (mut qp, _gq) = q.device_ptr(s);

@@ -4,7 +4,7 @@
 //
 // Each warp takes whole cache blocks (32 tokens) on its own, copied into a
 // private three-stage shared-memory ring with cp.async, and keeps its own
-// online-softmax state; the 12 warps of a thread block merge at the end.
+// online-softmax state; the warps of a thread block merge at the end.
 // Both products run as mma.m16n8k16 (f16 inputs, f32 accumulation):
 //
 //   scores  Sᵀ[row][t] = Σ_d Q[row][d] · K[t][d]   A = Q, B = Kᵀ
@@ -22,9 +22,14 @@
 // subset of dimensions (tokens) as long as both operands agree: threads
 // read contiguous code bytes instead of the MMA's native columns.
 
-#define TC_NT 384            // threads per thread block (12 warps share one table)
-#define STAGES 3             // cache blocks per warp in shared memory (2 in flight while one is used)
-#define NW (TC_NT / 32)
+// Warps per thread block (they share one table) and cache blocks per warp
+// in shared memory (STAGES - 1 in flight while one is used): set by the
+// host at compile time (device.rs: TC_WARPS, TC_STAGES).
+#if !defined(TC_WARPS) || !defined(STAGES)
+#error "compile with -DTC_WARPS=… -DSTAGES=… (device.rs passes them)"
+#endif
+#define NW TC_WARPS
+#define TC_NT (32 * NW)
 
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 
@@ -82,8 +87,13 @@ __device__ void fwht_heads(float (*x)[D], int nt) {
 // final merge. The host allocates TC_LUT_BYTES + (NW·STAGES + 1) slots
 // (device.rs: tc_shared).
 #define TC_LUT_BYTES (256 * 256)
+// Merge rows keep dimension 16c + x at 17c + x: the warps' stores of
+// dimensions 16·gi + … (gi = 0..7) then fall in distinct banks (were 8-way
+// conflicts).
+#define MROW (D / 16 * 17)
+__device__ __forceinline__ int mcol(int d) { return d / 16 * 17 + d % 16; }
 struct TcMerge {
-    float o[NW][G][D];
+    float o[NW][G][MROW];
     float m[NW][G], l[NW][G];
 };
 
@@ -104,14 +114,29 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, gi = lane >> 2, ci = lane & 3;
 
+    // Every global read of the prologue goes out here, at once: one memory
+    // round trip instead of one per step, and ahead of the first copies
+    // instead of queued behind them (cuda_notes.md, v20).
     const int n = n_comp[b];
-    const int nblk = (n + BT - 1) / BT;
-    const int b0 = split * blocks_per_split, b1 = min(nblk, b0 + blocks_per_split);
+    const int b0 = split * blocks_per_split;
     const int* tab = table + (i64)b * max_blocks;
     // This warp's blocks are b0 + w + NW·k; lane k holds the pool index of
     // the k-th (read up front: a table read per block would stall the warp
-    // for a memory round trip before each copy could start).
-    const int mine = b0 + w + NW * lane < b1 ? tab[b0 + w + NW * lane] : 0;
+    // for a memory round trip before each copy could start). Entries past
+    // the sequence's blocks are read but never used.
+    const int mine = b0 + w + NW * lane < max_blocks ? tab[b0 + w + NW * lane] : 0;
+    // Lane l holds level l (of 16 or 4) for the table below.
+    const float lv = levels[lane & ((1 << BITS) - 1)];
+    // This thread's elements of the G query heads, sign-flipped.
+    constexpr int QPT = (G * D + TC_NT - 1) / TC_NT;
+    float qv[QPT];
+    #pragma unroll
+    for (int k = 0; k < QPT; k++) {
+        const int x = threadIdx.x + k * TC_NT;
+        qv[k] = x < G * D ? q[((i64)b * kvh * G + h * G) * D + x] * signs[x % D] : 0.f;
+    }
+    const int nblk = (n + BT - 1) / BT;
+    const int b1 = min(nblk, b0 + blocks_per_split);
     auto issue = [&](int i, int slot) {
         const int nth = (i - b0 - w) / NW;
         const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
@@ -140,23 +165,25 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
 
     __shared__ float qs[G][D];
-    // Table: thread x < 256 makes entry x and writes its 32 lane copies.
-    if (threadIdx.x < 256) {
-        const int e = threadIdx.x;
-        uint4* row = (uint4*)(pair_lut + 64 * e);
+    // Table: warp w writes rows w, w + NW, …, a row at a time (each lane its
+    // own copy: one conflict-free store per row; a thread per row was a
+    // 32-way bank conflict). Levels come from the lanes by shuffle.
+    for (int e = w; e < 256; e += NW) {
         if (BITS == 4) {
-            const u32 v = pack_h2(levels[e & 15], levels[e >> 4]);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) row[k] = make_uint4(v, v, v, v);
+            pair_lut[64 * e + lane] = pack_h2(__shfl_sync(0xffffffffu, lv, e & 15), __shfl_sync(0xffffffffu, lv, e >> 4));
         } else {
-            const u32 v0 = pack_h2(levels[e & 3], levels[(e >> 2) & 3]), v1 = pack_h2(levels[(e >> 4) & 3], levels[e >> 6]);
-            #pragma unroll
-            for (int k = 0; k < 16; k++) row[k] = make_uint4(v0, v1, v0, v1);
+            const u32 v0 = pack_h2(__shfl_sync(0xffffffffu, lv, e & 3), __shfl_sync(0xffffffffu, lv, (e >> 2) & 3));
+            const u32 v1 = pack_h2(__shfl_sync(0xffffffffu, lv, (e >> 4) & 3), __shfl_sync(0xffffffffu, lv, e >> 6));
+            ((uint2*)pair_lut)[32 * e + lane] = make_uint2(v0, v1);
         }
     }
-    // Rotated q of the G heads: signs, then the Walsh–Hadamard transform of
-    // all heads at once (one butterfly per thread and stage).
-    for (int x = threadIdx.x; x < G * D; x += TC_NT) qs[x / D][x % D] = q[((i64)b * kvh * G + h * G) * D + x] * signs[x % D];
+    // Rotated q of the G heads: signs (above), then the Walsh–Hadamard
+    // transform of all heads at once (one butterfly per thread and stage).
+    #pragma unroll
+    for (int k = 0; k < QPT; k++) {
+        const int x = threadIdx.x + k * TC_NT;
+        if (x < G * D) qs[x / D][x % D] = qv[k];
+    }
     fwht_heads(qs, TC_NT);
     // Q fragments: row gi = head gi & 3 (f16 part for gi < 4, remainder
     // otherwise); k-step ks covers dimensions 32·ci + 4·ks + 0..3.
@@ -344,6 +371,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
     cp_async_wait<0>();
     __syncthreads();
+    static_assert(sizeof(TcMerge) <= TC_LUT_BYTES, "the merge reuses the table's space");
     TcMerge& mg = *(TcMerge*)pair_lut;  // the table is no longer read
     // Merge: f16 part + remainder columns, then the warps' states.
     #pragma unroll
@@ -354,10 +382,10 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         #pragma unroll
         for (int mt = 0; mt < 8; mt++) {
             const int d = 16 * gi + 2 * mt;
-            mg.o[w][2 * ci][d] = o[mt][0];
-            mg.o[w][2 * ci + 1][d] = o[mt][1];
-            mg.o[w][2 * ci][d + 1] = o[mt][2];
-            mg.o[w][2 * ci + 1][d + 1] = o[mt][3];
+            mg.o[w][2 * ci][mcol(d)] = o[mt][0];
+            mg.o[w][2 * ci + 1][mcol(d)] = o[mt][1];
+            mg.o[w][2 * ci][mcol(d + 1)] = o[mt][2];
+            mg.o[w][2 * ci + 1][mcol(d + 1)] = o[mt][3];
         }
     }
     if (ci == 0 && gi < G) {
@@ -373,7 +401,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         if (M != -INFINITY)
             for (int k = 0; k < NW; k++) {
                 float e = __expf(mg.m[k][g] - M);
-                a += e * mg.o[k][g][d];
+                a += e * mg.o[k][g][mcol(d)];
                 l += e * mg.l[k][g];
             }
         float* out = part + ((i64)(b * kvh * G + h * G + g) * nparts + split) * (D + 2);
@@ -398,11 +426,12 @@ TC_KERNEL(attn_turbo4_tc, 4)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
 // merge of the splits in one launch (grid (kvh, batch), G·D threads:
-// thread = (head g, dimension d)). Window rows and the splits' (m, l) are
-// staged in shared memory, so each global read is one parallel batch.
+// thread = (head g, dimension d)). Window rows are staged in shared
+// memory, so each global read is one parallel batch.
 // Dynamic shared memory: FIN_WT window rows of K and V, FIN_WT·G scores,
-// 3·G softmax values, 2·G·nsplit floats.
+// 3·G softmax values.
 #define FIN_WT 64
+#define FIN_CHUNK 16
 extern "C" __global__ void __launch_bounds__(G * D)
     attn_finish_tc(const float* q, const float* part, int nsplit, const float* signs, const u16* win, const int* n_win,
                    int R, float attn_scale, float* out) {
@@ -411,8 +440,6 @@ extern "C" __global__ void __launch_bounds__(G * D)
     u16* wv = wk + FIN_WT * D;
     float* wsc = (float*)(wv + FIN_WT * D);  // [G][FIN_WT]
     // wsc + G·FIN_WT: per head the running maximum, the chunk's sum and maximum.
-    float* pm = wsc + G * FIN_WT + 3 * G;    // [G][nsplit] maxima, then sums
-    float* pl = pm + G * nsplit;
     __shared__ float x[G][D];
     const int h = blockIdx.x, kvh = gridDim.x, b = blockIdx.y;
     const int g = threadIdx.x / D, d = threadIdx.x % D, hq = h * G + g;
@@ -482,22 +509,35 @@ extern "C" __global__ void __launch_bounds__(G * D)
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-    for (int i = threadIdx.x; i < G * nsplit; i += G * D) {
-        pm[i] = pp[(i64)i * (D + 2) + D];
-        pl[i] = pp[(i64)i * (D + 2) + D + 1];
-    }
-    __syncthreads();
-    float M = -INFINITY;
-    for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[g * nsplit + s]);
-    float A = 0.f, L = 0.f;
-    if (M != -INFINITY) {
-        const float* p = pp + (i64)g * nsplit * (D + 2);
-        #pragma unroll 8
-        for (int s = 0; s < nsplit; s++) {
-            const float e = __expf(pm[g * nsplit + s] - M);
-            A += e * p[(i64)s * (D + 2) + d];
-            L += e * pl[g * nsplit + s];
+    // Chunks of FIN_CHUNK splits, each read in one batch (their maxima,
+    // sums and this thread's value: one memory round trip per chunk, which
+    // is all the time this part adds after the splits end), merged online.
+    const float* p = pp + (i64)g * nsplit * (D + 2);
+    float M = -INFINITY, A = 0.f, L = 0.f;
+    for (int s0 = 0; s0 < nsplit; s0 += FIN_CHUNK) {
+        float cm[FIN_CHUNK], cl[FIN_CHUNK], ca[FIN_CHUNK];
+        #pragma unroll
+        for (int k = 0; k < FIN_CHUNK; k++) {
+            const bool in = s0 + k < nsplit;
+            const float* ps = p + (i64)(s0 + k) * (D + 2);
+            cm[k] = in ? ps[D] : -INFINITY;
+            cl[k] = in ? ps[D + 1] : 0.f;
+            ca[k] = in ? ps[d] : 0.f;
         }
+        float mx = M;
+        #pragma unroll
+        for (int k = 0; k < FIN_CHUNK; k++) mx = fmaxf(mx, cm[k]);
+        if (mx == -INFINITY) continue;  // nothing scored yet
+        const float c = __expf(M - mx);
+        A *= c;
+        L *= c;
+        #pragma unroll
+        for (int k = 0; k < FIN_CHUNK; k++) {
+            const float e = __expf(cm[k] - mx);
+            A += e * ca[k];
+            L += e * cl[k];
+        }
+        M = mx;
     }
     // Undo the rotation: the transform of the G heads at once, then signs.
     x[g][d] = A;
