@@ -8,6 +8,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{CudaError, Result};
+use lowbit_quant::rot::turbo::{REFINE, STRETCHES, STRETCH_MARGIN};
 
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
@@ -64,7 +65,15 @@ pub fn compile(arch: &str) -> Result<Ptx> {
     }
     let opts = CompileOptions {
         arch: Some(Box::leak(arch.to_string().into_boxed_str())),
-        options: vec!["--std=c++17".into(), format!("-DTC_WARPS={TC_WARPS}"), format!("-DSTAGES={TC_STAGES}")],
+        options: vec![
+            "--std=c++17".into(),
+            format!("-DTC_WARPS={TC_WARPS}"),
+            format!("-DSTAGES={TC_STAGES}"),
+            // The turbo encoder's stretch search, as lowbit-quant's.
+            format!("-DTURBO_STRETCHES={}", STRETCHES.iter().map(|a| format!("{a:?}f")).collect::<Vec<_>>().join(",")),
+            format!("-DTURBO_REFINE={:?}f", REFINE),
+            format!("-DTURBO_MARGIN={:?}f", STRETCH_MARGIN),
+        ],
         ..Default::default()
     };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE.concat(), opts).map_err(|e| CudaError::Compile { arch: arch.to_string(), log: e.to_string() })?;

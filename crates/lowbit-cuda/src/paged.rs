@@ -237,7 +237,7 @@ impl<'g> GpuKv<'g> {
             LaunchConfig { grid_dim: (rows.div_ceil(4) as u32, 1, 1), block_dim: (NT, 1, 1), shared_mem_bytes: 0 }
         };
         let mut l = s.launch_builder(&f);
-        l.arg(x).arg(&b).arg(&tt).arg(&kvh).arg(&pos).arg(&table).arg(&mb).arg(&mut self.pool).arg(&bb).arg(&plane).arg(&self.signs_dev).arg(&self.bounds_dev);
+        l.arg(x).arg(&b).arg(&tt).arg(&kvh).arg(&pos).arg(&table).arg(&mb).arg(&mut self.pool).arg(&bb).arg(&plane).arg(&self.signs_dev).arg(&self.bounds_dev).arg(&self.levels_dev);
         // SAFETY: argument list matches quant_* in quantize.cu; sizes checked above.
         unsafe { l.launch(cfg) }?;
         Ok(())

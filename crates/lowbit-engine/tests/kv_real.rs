@@ -84,20 +84,25 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
     let mut failures = Vec::new();
     eprintln!("{:<28} {:>9} {:>11} {:>11}", "policy", "bits/el", "mean cos", "worst layer");
     // (policy, the threshold when this policy is one lowbit claims
-    // at that width; 0 = measured and printed only). Plain per-token codecs
-    // without `+center` / `sink=1` miss 0.99 at 4 bits on these heads; the
-    // table printed here is quoted in docs/quality.md.
+    // at that width; 0 = measured and printed only). turbo4 meets 0.99 since
+    // its encoder searches codebook stretches (lowbit-quant rot/turbo.rs;
+    // 0.988 before); the other plain per-token codecs without `+center` /
+    // `sink=1` still miss 0.99 at 4 bits on these heads (the keys' error
+    // dominates: compare the k-only and v-only rows); the table printed
+    // here is quoted in docs/quality.md.
     for (spec, min_cos) in [
         ("q8_0", 0.999),
+        ("k=turbo4,v=f16", 0.0),
+        ("k=f16,v=turbo4", 0.0),
         ("q4_0", 0.0),
         ("q4_1", 0.0),
-        ("turbo4", 0.0),
+        ("turbo4", 0.99),
         ("polar4", 0.0),
         ("k=turbo4p,v=f16", 0.0),
         ("uniform4:g32:asym+rht", 0.0),
         ("kivi4", 0.99),
         ("turbo4+center,sink=1", 0.99),
-        ("turbo4,sink=1", 0.0),
+        ("turbo4,sink=1", 0.99),
         ("polar4+center,sink=1", 0.99),
         ("k=kivi4:g64,v=turbo4+center,sink=1", 0.99),
         ("turbo3", 0.0),

@@ -59,6 +59,18 @@ proptest! {
     }
 
     #[test]
+    fn stretch_fit_matches(n in 0usize..300, off in 0usize..4, bits in 1u32..6, a in 0.7f32..1.3, seed in any::<u64>()) {
+        let u = vecs(n + off, seed);
+        let cb = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::Gaussian, bits);
+        let bounds: Vec<f32> = cb.bounds.iter().map(|b| b * a).collect();
+        let (wu, wc) = simd::stretch_fit_at(Level::Scalar, &u[off..], &bounds, &cb.levels);
+        for l in levels() {
+            let (gu, gc) = simd::stretch_fit_at(l, &u[off..], &bounds, &cb.levels);
+            prop_assert!(close(gu, wu, 64.0 * (1.0 + wu.abs())) && close(gc, wc, 64.0 * (1.0 + wc.abs())), "{:?}: ({}, {}) vs ({}, {})", l, gu, gc, wu, wc);
+        }
+    }
+
+    #[test]
     fn q8_0_kernels_match(blocks in 1usize..20, off in 0usize..4, seed in any::<u64>()) {
         let f = Format::parse("q8_0").unwrap();
         let n = 32 * blocks;

@@ -10,9 +10,36 @@ __device__ __forceinline__ u8* dest_row(u8* pool, const int* table, int max_bloc
     return pool + (i64)blk * block_bytes + region + (pos % BT) * tb;
 }
 
+// turbo: lowbit-quant's stretch search (rot/turbo.rs), its constants
+// passed by the host (device.rs): the codebook also stretched by each of
+// TURBO_STRETCHES, then ±TURBO_REFINE and ±TURBO_REFINE/2 around the best;
+// a stretch wins only by more than TURBO_MARGIN·‖u‖²; the stored scale is
+// ‖x‖ times the least-squares scale of the chosen codes.
+#if !defined(TURBO_STRETCHES) || !defined(TURBO_REFINE) || !defined(TURBO_MARGIN)
+#error "compile with -DTURBO_STRETCHES=… -DTURBO_REFINE=… -DTURBO_MARGIN=… (device.rs passes them)"
+#endif
+// The warp's fit of its codes to u (4 coordinates per lane) with the
+// codebook stretched by a: gain <u,c>²/<c,c> and scale <u,c>/<c,c>.
+template <int BITS>
+__device__ __forceinline__ void turbo_fit(const float u[4], float a, const float* bounds, const float* levels, float& gain, float& scale) {
+    float uc = 0.f, cc = 0.f;
+    for (int e = 0; e < 4; e++) {
+        int c = 0;
+        for (int j = 0; j < (1 << BITS) - 1; j++) c += u[e] > bounds[j] * a;
+        const float l = levels[c];
+        uc += u[e] * l;
+        cc += l * l;
+    }
+    uc = warp_sum(uc);
+    cc = warp_sum(cc);
+    gain = cc > 0.f ? uc * uc / cc : 0.f;
+    scale = cc > 0.f ? uc / cc : 0.f;
+}
+
 template <int CODEC, int BITS>
 __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* pos0, const int* table, int max_blocks,
-                              u8* pool, i64 block_bytes, int plane, const float* signs, const float* bounds) {
+                              u8* pool, i64 block_bytes, int plane, const float* signs, const float* bounds,
+                              const float* levels) {
     const int tb = token_bytes(CODEC, BITS), rbv = BT * tb, rbk = key_region_bytes(CODEC, BITS);
     const int lane = threadIdx.x & 31;
     const i64 row = (i64)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
@@ -73,11 +100,32 @@ __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* 
         }
         // u = H·D·x·√D/‖x‖ with H orthonormal (the unnormalized transform / √D).
         float k = norm > 0.f ? 1.f / norm : 0.f;
+        float u[4];
+        for (int e = 0; e < 4; e++) u[e] = v[e] * k;
+        const float margin = TURBO_MARGIN * warp_sum(u[0] * u[0] + u[1] * u[1] + u[2] * u[2] + u[3] * u[3]);
+        float best = 1.f, gain = 0.f, scale = 0.f;
+        auto consider = [&](float a) {
+            float g, sc;
+            turbo_fit<BITS>(u, a, bounds, levels, g, sc);
+            if (g > gain + margin) {
+                best = a;
+                gain = g;
+                scale = sc;
+            }
+        };
+        consider(1.f);
+        constexpr float stretches[] = {TURBO_STRETCHES};
+        #pragma unroll
+        for (int i = 0; i < (int)(sizeof(stretches) / sizeof(float)); i++) consider(stretches[i]);
+        for (float step = TURBO_REFINE, r = 0; r < 2; r++, step *= 0.5f) {
+            const float c = best;
+            consider(c - step);
+            consider(c + step);
+        }
         int code[4];
         for (int e = 0; e < 4; e++) {
-            float u = v[e] * k;
             int c = 0;
-            for (int j = 0; j < (1 << BITS) - 1; j++) c += u > bounds[j];
+            for (int j = 0; j < (1 << BITS) - 1; j++) c += u[e] > bounds[j] * best;
             code[e] = c;
         }
         u8* c = o + 2;
@@ -96,15 +144,16 @@ __device__ void quantize_rows(const float* x, int B, int T, int kvh, const int* 
                 c[(lane >> 1) * 3 + 2] = (w >> 16) & 255;
             }
         }
-        if (lane == 0) *(u16*)o = f2h(norm);
+        if (lane == 0) *(u16*)o = f2h(norm > 0.f ? norm * scale : 0.f);
     }
 }
 
 #define QUANT(NAME, CODEC, BITS)                                                                                      \
     extern "C" __global__ void NAME(const float* x, int B, int T, int kvh, const int* pos0, const int* table,          \
                                     int max_blocks, u8* pool, i64 block_bytes, int plane, const float* signs,          \
-                                    const float* bounds) {                                                            \
-        quantize_rows<CODEC, BITS>(x, B, T, kvh, pos0, table, max_blocks, pool, block_bytes, plane, signs, bounds);  \
+                                    const float* bounds, const float* levels) {                                       \
+        quantize_rows<CODEC, BITS>(x, B, T, kvh, pos0, table, max_blocks, pool, block_bytes, plane, signs, bounds,    \
+                                   levels);                                                                           \
     }
 QUANT(quant_f16, 0, 16)
 QUANT(quant_q8_0, 1, 8)
@@ -155,7 +204,7 @@ __device__ void quantize_kivi_keys(const float* x, int B, int T, int kvh, const 
 #define QUANT_KIVI_KEYS(NAME, BITS)                                                                                 \
     extern "C" __global__ void NAME(const float* x, int B, int T, int kvh, const int* pos0, const int* table,        \
                                     int max_blocks, u8* pool, i64 block_bytes, int plane, const float* signs,        \
-                                    const float* bounds) {                                                          \
+                                    const float* bounds, const float* levels) {                                     \
         quantize_kivi_keys<BITS>(x, B, T, kvh, pos0, table, max_blocks, pool, block_bytes);                          \
     }
 QUANT_KIVI_KEYS(quant_kivi2_keys, 2)

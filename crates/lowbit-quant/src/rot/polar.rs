@@ -3,12 +3,15 @@
 //! polar form — a uniform angle code over [0, 2π) and a Lloyd–Max code of
 //! the (Rayleigh-distributed) radius. `polar3` = 4 angle + 2 radius bits per
 //! pair, `polar4` = 5 + 3. Block: norm:f16 | pair codes ((a+r) bits each).
+//! As turbo's, the encoder also tries stretches of the radius codebook and
+//! stores the least-squares scale of the chosen code in place of ‖x‖.
 
 use std::f32::consts::TAU;
 use std::sync::Arc;
 
 use super::lloyd_max::{codebook, Codebook, Law};
 use super::rht::Rht;
+use super::turbo::{best_stretch, STRETCH_MARGIN};
 use crate::bitpack::{pack, packed_len, unpack};
 use crate::bytes::{get_f16, put_f16};
 use crate::codec::Codec;
@@ -43,21 +46,41 @@ impl Codec for Polar {
     fn encode(&self, x: &[f32], _: Option<&[f32]>, out: &mut [u8]) {
         let mut u = vec![0f32; self.dim];
         let mut codes = vec![0u8; self.dim / 2];
+        // Per pair: its length along its angle code's direction — the radius
+        // level nearest to that is the one nearest to the pair.
+        let mut along = vec![0f32; self.dim / 2];
         let na = (1u32 << self.angle_bits) as f32;
         for (xs, b) in x.chunks_exact(self.dim).zip(out.chunks_exact_mut(self.block_bytes())) {
             let norm = xs.iter().map(|v| v * v).sum::<f32>().sqrt();
-            put_f16(b, 0, norm);
             u.copy_from_slice(xs);
             self.rht.forward(&mut u);
             let s = if norm > 0.0 { (self.dim as f32).sqrt() / norm } else { 0.0 };
-            for (c, p) in codes.iter_mut().zip(u.chunks_exact(2)) {
+            let mut energy = 0f32;
+            for (i, p) in u.chunks_exact(2).enumerate() {
                 let (a, bb) = (p[0] * s, p[1] * s);
-                let r = (a * a + bb * bb).sqrt();
                 let theta = bb.atan2(a).rem_euclid(TAU);
                 let ac = ((theta / TAU * na) as u32).min(na as u32 - 1);
-                let rc = self.radius.quantize(r) as u32;
-                *c = ((rc << self.angle_bits) | ac) as u8;
+                let centre = (ac as f32 + 0.5) / na * TAU;
+                energy += a * a + bb * bb;
+                along[i] = a * centre.cos() + bb * centre.sin();
+                codes[i] = ac as u8;
             }
+            // The radius codebook stretched as turbo's codebook (turbo.rs), the
+            // least-squares scale of the chosen radii stored for ‖x‖.
+            let fit = |st: f32| {
+                let (mut uc, mut cc) = (0f32, 0f32);
+                for &p in &along {
+                    let l = self.radius.levels[self.radius.quantize(p / st) as usize];
+                    uc += p * l;
+                    cc += l * l;
+                }
+                if cc > 0.0 { (uc * uc / cc, uc / cc) } else { (0.0, 0.0) }
+            };
+            let (st, scale) = best_stretch(fit, STRETCH_MARGIN * energy);
+            for (c, &p) in codes.iter_mut().zip(&along) {
+                *c |= self.radius.quantize(p / st) << self.angle_bits;
+            }
+            put_f16(b, 0, if norm > 0.0 { norm * scale } else { 0.0 });
             pack(&codes, self.pair_bits(), &mut b[2..]);
         }
     }

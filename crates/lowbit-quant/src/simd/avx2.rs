@@ -613,3 +613,8 @@ pub unsafe fn dot_q8_0_q8_0_4xn(rows: [&[u8]; 4], acts: &[&[u8]], out: [&mut [f3
 pub unsafe fn table_dots(codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) {
     super::table_dots_ref(codes, row_bytes, t, c0, out)
 }
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn stretch_fit(u: &[f32], bounds: &[f32], levels: &[f32]) -> (f32, f32) {
+    super::stretch_fit_ref(u, bounds, levels)
+}

@@ -986,3 +986,37 @@ pub unsafe fn table_dots(codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out
     }
     super::table_dots_ref(&codes[i * row_bytes..n * row_bytes], row_bytes, t, c0, &mut out[i..n]);
 }
+
+/// 16 coordinates at a time: the code by binary search over the bounds
+/// (a permute and a compare per bit), its level by a permute.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+pub unsafe fn stretch_fit(u: &[f32], bounds: &[f32], levels: &[f32]) -> (f32, f32) {
+    let nl = levels.len();
+    if nl > 32 || !nl.is_power_of_two() || bounds.len() + 1 != nl {
+        return super::stretch_fit_ref(u, bounds, levels);
+    }
+    let mut bt = [f32::INFINITY; 32];
+    bt[..bounds.len()].copy_from_slice(bounds);
+    let mut lt = [0f32; 32];
+    lt[..nl].copy_from_slice(levels);
+    let (b0, b1) = (_mm512_loadu_ps(bt.as_ptr()), _mm512_loadu_ps(bt.as_ptr().add(16)));
+    let (l0, l1) = (_mm512_loadu_ps(lt.as_ptr()), _mm512_loadu_ps(lt.as_ptr().add(16)));
+    let (mut uc, mut cc) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let n = u.len() / 16 * 16;
+    for chunk in u[..n].chunks_exact(16) {
+        let v = _mm512_loadu_ps(chunk.as_ptr());
+        let mut idx = _mm512_setzero_si512();
+        let mut step = nl / 2;
+        while step > 0 {
+            let probe = _mm512_add_epi32(idx, _mm512_set1_epi32(step as i32 - 1));
+            let m = _mm512_cmp_ps_mask(v, _mm512_permutex2var_ps(b0, probe, b1), _CMP_GT_OQ);
+            idx = _mm512_mask_add_epi32(idx, m, idx, _mm512_set1_epi32(step as i32));
+            step /= 2;
+        }
+        let l = _mm512_permutex2var_ps(l0, idx, l1);
+        uc = _mm512_fmadd_ps(v, l, uc);
+        cc = _mm512_fmadd_ps(l, l, cc);
+    }
+    let (tu, tc) = super::stretch_fit_ref(&u[n..], bounds, levels);
+    (_mm512_reduce_add_ps(uc) + tu, _mm512_reduce_add_ps(cc) + tc)
+}

@@ -289,6 +289,25 @@ dispatch!(
     table_dots, table_dots_at, (codes: &[u8], row_bytes: usize, t: &[f32], c0: f32, out: &mut [f32]) -> (), table_dots_ref
 );
 
+/// Scalar reference: with c(x) = the number of `bounds` strictly below x
+/// (a sorted codebook's index), returns (Σ u·levels[c(u)], Σ levels[c(u)]²)
+/// — what a codebook's least-squares fit to `u` needs, without the codes.
+pub fn stretch_fit_ref(u: &[f32], bounds: &[f32], levels: &[f32]) -> (f32, f32) {
+    let (mut uc, mut cc) = (0f32, 0f32);
+    for &x in u {
+        let l = levels[bounds.iter().filter(|&&b| x > b).count()];
+        uc += x * l;
+        cc += l * l;
+    }
+    (uc, cc)
+}
+
+dispatch!(
+    /// See [`stretch_fit_ref`]; AVX-512 finds the codes by binary search with
+    /// register permutes (codebooks of up to 32 levels).
+    stretch_fit, stretch_fit_at, (u: &[f32], bounds: &[f32], levels: &[f32]) -> (f32, f32), stretch_fit_ref
+);
+
 /// Scalar reference: y += a·x.
 pub fn axpy_ref(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
