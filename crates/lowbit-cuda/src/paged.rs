@@ -78,7 +78,8 @@ impl KvCodec {
     /// The lowbit-quant format of a (value) row: the CPU reference.
     pub fn cpu_format(self) -> Result<Format> {
         let spec = match self {
-            KvCodec::Turbo(b) => format!("turbo{b}:d{HEAD_DIM}"),
+            // As lowbit-kv codes turbo tokens (and quantize.cu does).
+            KvCodec::Turbo(b) => format!("turbo{b}:d{HEAD_DIM}:fit"),
             KvCodec::Kivi(b) => format!("uniform{b}:g32:asym"),
             c => c.name(),
         };

@@ -85,7 +85,7 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
     eprintln!("{:<28} {:>9} {:>11} {:>11}", "policy", "bits/el", "mean cos", "worst layer");
     // (policy, the threshold when this policy is one lowbit claims
     // at that width; 0 = measured and printed only). turbo4 meets 0.99 since
-    // its encoder searches codebook stretches (lowbit-quant rot/turbo.rs;
+    // the cache codes its tokens with `:fit` (lowbit-quant rot/turbo.rs;
     // 0.988 before); the other plain per-token codecs without `+center` /
     // `sink=1` still miss 0.99 at 4 bits on these heads (the keys' error
     // dominates: compare the k-only and v-only rows); the table printed

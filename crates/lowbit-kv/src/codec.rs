@@ -72,6 +72,9 @@ pub fn build(spec: &CodecSpec, is_key: bool, head_dim: usize, block: usize) -> R
         CodecSpec::Quant { spec, rht, center } => {
             let mut s = spec.clone();
             s.params.dim = head_dim;
+            // Rotation codecs code each token with the stretch search
+            // (`:fit`, same bytes, lower error; the other rows ignore it).
+            s.params.fit = true;
             let inner = TokenCodec::new(s.build()?, *rht, head_dim, block).map_err(shape)?;
             if *center {
                 Some(Arc::new(Centered::new(inner, head_dim).map_err(shape)?))

@@ -79,6 +79,9 @@ fn rot_opts(p: &Params) -> String {
     if p.seed != DEFAULT_SEED {
         s += &format!(":seed={}", p.seed);
     }
+    if p.fit {
+        s += ":fit";
+    }
     s
 }
 
@@ -111,12 +114,12 @@ pub static FORMATS: &[FormatRow] = &[
     ggml!("tq1_0", ternary::Tq1_0, "ggml ternary, 5 trits per byte"),
     FormatRow {
         family: "turbo",
-        syntax: "turbo{1..5}[:d<dim>][:seed=<n>]",
-        about: "TurboQuant MSE: norm + RHT + Lloyd-Max codes",
-        presets: &["turbo1", "turbo2", "turbo3", "turbo4", "turbo5"],
-        parse: |h, o| family(h, o, "turbo", "", 1, 5, &["d", "seed"]),
+        syntax: "turbo{1..5}[:d<dim>][:seed=<n>][:fit]",
+        about: "TurboQuant MSE: norm + RHT + Lloyd-Max codes (fit: encoder searches codebook stretches)",
+        presets: &["turbo1", "turbo2", "turbo3", "turbo4", "turbo5", "turbo4:fit"],
+        parse: |h, o| family(h, o, "turbo", "", 1, 5, &["d", "seed", "fit"]),
         print: |p| format!("turbo{}{}", p.bits, rot_opts(p)),
-        build: |p| Arc::new(turbo::TurboMse::new(p.dim, p.bits, p.seed)),
+        build: |p| Arc::new(turbo::TurboMse::new(p.dim, p.bits, p.seed).fitted(p.fit)),
     },
     FormatRow {
         family: "turbo-p",
@@ -145,12 +148,12 @@ pub static FORMATS: &[FormatRow] = &[
     },
     FormatRow {
         family: "polar",
-        syntax: "polar{3,4}[:d<dim>][:seed=<n>]",
+        syntax: "polar{3,4}[:d<dim>][:seed=<n>][:fit]",
         about: "PolarQuant: RHT + pairs coded as (angle, Lloyd-Max radius)",
-        presets: &["polar3", "polar4"],
-        parse: |h, o| family(h, o, "polar", "", 3, 4, &["d", "seed"]),
+        presets: &["polar3", "polar4", "polar4:fit"],
+        parse: |h, o| family(h, o, "polar", "", 3, 4, &["d", "seed", "fit"]),
         print: |p| format!("polar{}{}", p.bits, rot_opts(p)),
-        build: |p| Arc::new(Polar::new(p.dim, p.bits, p.seed)),
+        build: |p| Arc::new(Polar::new(p.dim, p.bits, p.seed).fitted(p.fit)),
     },
     FormatRow {
         family: "pi",

@@ -18,6 +18,9 @@ pub struct Params {
     pub asym: bool,
     pub dim: usize,
     pub seed: u64,
+    /// `fit`: rotation codecs search codebook stretches when encoding
+    /// (slower encode, lower error, same format; rot/turbo.rs).
+    pub fit: bool,
 }
 
 pub const DEFAULT_DIM: usize = 128;
@@ -26,7 +29,7 @@ pub const DEFAULT_SEED: u64 = 0x10B1;
 
 impl Default for Params {
     fn default() -> Self {
-        Params { bits: 0, group: DEFAULT_GROUP, asym: true, dim: DEFAULT_DIM, seed: DEFAULT_SEED }
+        Params { bits: 0, group: DEFAULT_GROUP, asym: true, dim: DEFAULT_DIM, seed: DEFAULT_SEED, fit: false }
     }
 }
 
@@ -99,12 +102,12 @@ pub fn split_bits<'a>(head: &'a str, prefix: &str) -> Option<(Option<u32>, &'a s
     Some((bits, &rest[digits..]))
 }
 
-/// Apply `g<n>`, `d<n>`, `seed=<n>`, `sym`, `asym` options a row allows.
+/// Apply `g<n>`, `d<n>`, `seed=<n>`, `sym`, `asym`, `fit` options a row allows.
 pub fn apply_opts(p: &mut Params, opts: &[&str], allowed: &[&str]) -> std::result::Result<(), String> {
     for &o in opts {
         let (key, val) = if let Some(v) = o.strip_prefix("seed=") {
             ("seed", v)
-        } else if o == "sym" || o == "asym" {
+        } else if o == "sym" || o == "asym" || o == "fit" {
             (o, "")
         } else if let Some(v) = o.strip_prefix('g').filter(|v| v.chars().all(|c| c.is_ascii_digit())) {
             ("g", v)
@@ -121,6 +124,7 @@ pub fn apply_opts(p: &mut Params, opts: &[&str], allowed: &[&str]) -> std::resul
             "seed" => p.seed = num()?,
             "sym" => p.asym = false,
             "asym" => p.asym = true,
+            "fit" => p.fit = true,
             "g" => p.group = num()? as usize,
             "d" => p.dim = num()? as usize,
             _ => unreachable!(),

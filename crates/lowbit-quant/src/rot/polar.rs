@@ -3,8 +3,9 @@
 //! polar form — a uniform angle code over [0, 2π) and a Lloyd–Max code of
 //! the (Rayleigh-distributed) radius. `polar3` = 4 angle + 2 radius bits per
 //! pair, `polar4` = 5 + 3. Block: norm:f16 | pair codes ((a+r) bits each).
-//! As turbo's, the encoder also tries stretches of the radius codebook and
-//! stores the least-squares scale of the chosen code in place of ‖x‖.
+//! With `:fit`, as turbo's, the encoder also tries stretches of the radius
+//! codebook and stores the least-squares scale of the chosen code in place
+//! of ‖x‖ (without it: the radius code nearest the pair's radius and ‖x‖).
 
 use std::f32::consts::TAU;
 use std::sync::Arc;
@@ -22,13 +23,21 @@ pub struct Polar {
     radius_bits: u32,
     rht: Rht,
     radius: Arc<Codebook>,
+    /// Search radius-codebook stretches when encoding (`:fit`).
+    fit: bool,
 }
 
 impl Polar {
     /// `bits` per coordinate: 3 or 4.
     pub fn new(dim: usize, bits: u32, seed: u64) -> Self {
         let (a, r) = if bits == 3 { (4, 2) } else { (5, 3) };
-        Polar { dim, angle_bits: a, radius_bits: r, rht: Rht::new(dim, seed), radius: codebook(Law::Rayleigh, r) }
+        Polar { dim, angle_bits: a, radius_bits: r, rht: Rht::new(dim, seed), radius: codebook(Law::Rayleigh, r), fit: false }
+    }
+
+    /// The same code with the stretch search on (`fit`) or off.
+    pub fn fitted(mut self, fit: bool) -> Self {
+        self.fit = fit;
+        self
     }
 
     fn pair_bits(&self) -> u32 {
@@ -61,9 +70,17 @@ impl Codec for Polar {
                 let theta = bb.atan2(a).rem_euclid(TAU);
                 let ac = ((theta / TAU * na) as u32).min(na as u32 - 1);
                 let centre = (ac as f32 + 0.5) / na * TAU;
-                energy += a * a + bb * bb;
+                let r2 = a * a + bb * bb;
+                energy += r2;
                 along[i] = a * centre.cos() + bb * centre.sin();
-                codes[i] = ac as u8;
+                // Without `fit`: the radius code nearest the pair's radius.
+                let rc = if self.fit { 0 } else { self.radius.quantize(r2.sqrt()) as u32 };
+                codes[i] = ((rc << self.angle_bits) | ac) as u8;
+            }
+            if !self.fit {
+                put_f16(b, 0, norm);
+                pack(&codes, self.pair_bits(), &mut b[2..]);
+                continue;
             }
             // The radius codebook stretched as turbo's codebook (turbo.rs), the
             // least-squares scale of the chosen radii stored for ‖x‖.

@@ -4,9 +4,10 @@
 //! code each coordinate with the b-bit Lloyd–Max codebook of a unit-sphere
 //! coordinate. Block = one vector of `dim` elements:
 //! norm:f16 | codes (b bits each, packed).
-//! The encoder refines the paper's choice without changing the format: it
-//! also tries the codebook stretched by a few factors and stores, in place
-//! of ‖x‖, the least-squares scale of the best codes ([`STRETCHES`]).
+//! With `:fit` the encoder refines the paper's choice without changing the
+//! format: it also tries the codebook stretched by a few factors and
+//! stores, in place of ‖x‖, the least-squares scale of the best codes
+//! ([`STRETCHES`]; ~10× slower to encode; the KV cache uses it).
 //!
 //! Inner-product variant `turbo{b}p`: a (b−1)-bit MSE code plus a 1-bit QJL
 //! sketch of the residual and the residual's norm, which makes <y, x̂> an
@@ -26,7 +27,7 @@ use crate::simd;
 /// Stretches of the codebook the MSE encoder tries besides 1: a coarse
 /// grid, then two finer steps (±`REFINE`, ±`REFINE`/2) around the best.
 /// On SmolLM2's keys and values (crates/lowbit-engine/tests/kv_real.rs)
-/// this takes turbo4's attention-output cosine from 0.988 to 0.990.
+/// `turbo4:fit` takes turbo4's attention-output cosine from 0.988 to 0.991.
 pub const STRETCHES: [f32; 8] = [0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2];
 pub const REFINE: f32 = 0.025;
 /// A stretch replaces the best so far only if it lowers the squared error
@@ -63,12 +64,20 @@ pub struct TurboMse {
     bits: u32,
     rht: Rht,
     cb: Arc<Codebook>,
+    /// Search codebook stretches when encoding (`:fit`).
+    fit: bool,
 }
 
 impl TurboMse {
     pub fn new(dim: usize, bits: u32, seed: u64) -> Self {
         let law = if dim >= 3 { Law::UnitSphere(dim) } else { Law::Gaussian };
-        TurboMse { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits) }
+        TurboMse { dim, bits, rht: Rht::new(dim, seed), cb: codebook(law, bits), fit: false }
+    }
+
+    /// The same code with the stretch search on (`fit`) or off.
+    pub fn fitted(mut self, fit: bool) -> Self {
+        self.fit = fit;
+        self
     }
 
     fn code_bytes(&self) -> usize {
@@ -143,8 +152,8 @@ impl Codec for TurboMse {
         let mut codes = vec![0u8; self.dim];
         for (xs, b) in x.chunks_exact(self.dim).zip(out.chunks_exact_mut(self.block_bytes())) {
             let norm = self.encode_vec(xs, &mut u, &mut codes, &mut b[2..]);
-            if norm == 0.0 {
-                put_f16(b, 0, 0.0);
+            if !self.fit || norm == 0.0 {
+                put_f16(b, 0, norm);
                 continue;
             }
             let scale = self.stretch(&u, &mut codes);
