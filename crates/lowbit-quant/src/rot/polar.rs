@@ -69,12 +69,16 @@ impl Codec for Polar {
                 let (a, bb) = (p[0] * s, p[1] * s);
                 let theta = bb.atan2(a).rem_euclid(TAU);
                 let ac = ((theta / TAU * na) as u32).min(na as u32 - 1);
-                let centre = (ac as f32 + 0.5) / na * TAU;
                 let r2 = a * a + bb * bb;
-                energy += r2;
-                along[i] = a * centre.cos() + bb * centre.sin();
                 // Without `fit`: the radius code nearest the pair's radius.
-                let rc = if self.fit { 0 } else { self.radius.quantize(r2.sqrt()) as u32 };
+                let rc = if self.fit {
+                    let centre = (ac as f32 + 0.5) / na * TAU;
+                    energy += r2;
+                    along[i] = a * centre.cos() + bb * centre.sin();
+                    0
+                } else {
+                    self.radius.quantize(r2.sqrt()) as u32
+                };
                 codes[i] = ((rc << self.angle_bits) | ac) as u8;
             }
             if !self.fit {
@@ -91,7 +95,7 @@ impl Codec for Polar {
                     uc += p * l;
                     cc += l * l;
                 }
-                if cc > 0.0 { (uc * uc / cc, uc / cc) } else { (0.0, 0.0) }
+                (uc, cc)
             };
             let (st, scale) = best_stretch(fit, STRETCH_MARGIN * energy);
             for (c, &p) in codes.iter_mut().zip(&along) {

@@ -35,14 +35,16 @@ pub const REFINE: f32 = 0.025;
 /// order, like the CUDA kernel, makes the same choice).
 pub const STRETCH_MARGIN: f32 = 1e-5;
 
-/// The search behind [`STRETCHES`]: `fit(a)` = (error drop <u,c>²/<c,c>
-/// of the best scale, that scale) for the codes c of the codebook stretched
-/// by a. Tries 1, the grid, then two refinements around the best; returns
-/// the chosen stretch and its scale. Shared with PolarQuant's radii.
+/// The search behind [`STRETCHES`]: `fit(a)` = (<u,c>, <c,c>) for the
+/// codes c of the codebook stretched by a; each is judged by the error drop
+/// <u,c>²/<c,c> of its least-squares scale <u,c>/<c,c>. Tries 1, the grid,
+/// then two refinements around the best; returns the chosen stretch and its
+/// scale. Shared with PolarQuant's radii.
 pub(crate) fn best_stretch(mut fit: impl FnMut(f32) -> (f32, f32), margin: f32) -> (f32, f32) {
     let mut best = (1.0, 0.0, 0.0);
     let mut consider = |a: f32, best: &mut (f32, f32, f32)| {
-        let (g, s) = fit(a);
+        let (uc, cc) = fit(a);
+        let (g, s) = if cc > 0.0 { (uc * uc / cc, uc / cc) } else { (0.0, 0.0) };
         if g > best.1 + margin {
             *best = (a, g, s);
         }
@@ -120,8 +122,7 @@ impl TurboMse {
             for (o, b) in bounds.iter_mut().zip(&cb.bounds) {
                 *o = b * a;
             }
-            let (uc, cc) = simd::stretch_fit(u, &bounds, &cb.levels);
-            if cc > 0.0 { (uc * uc / cc, uc / cc) } else { (0.0, 0.0) }
+            simd::stretch_fit(u, &bounds, &cb.levels)
         };
         let (best, scale) = best_stretch(fit, margin);
         if best != 1.0 {
