@@ -46,6 +46,7 @@ struct Check {
     kernel: String,
     rel_err: f64,
     same_bytes: Option<f64>,
+    error_ratio: Option<f64>,
     pass: bool,
 }
 
@@ -125,7 +126,7 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
         arch: gpu.arch.clone(),
         copy_gbps: copy / 1e9,
         tolerance: bench::TOLERANCE,
-        checks: checks.into_iter().map(|c| Check { kernel: c.kernel, rel_err: c.rel_err, same_bytes: c.same_bytes, pass: c.pass }).collect(),
+        checks: checks.into_iter().map(|c| Check { kernel: c.kernel, rel_err: c.rel_err, same_bytes: c.same_bytes, error_ratio: c.error_ratio, pass: c.pass }).collect(),
         quantize_vectors_per_sec: quant,
         rows,
         kernel_registers,
@@ -136,7 +137,10 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
         println!("{} ({}), device-to-device copy {:.0} GB/s (read + write)", report.device, report.arch, report.copy_gbps);
         println!("checks against the CPU reference (relative error ≤ {}):", report.tolerance);
         for c in &report.checks {
-            let same = c.same_bytes.map_or(String::new(), |s| format!(", identical bytes {:.4}%", 100.0 * s));
+            let mut same = c.same_bytes.map_or(String::new(), |s| format!(", identical bytes {:.4}%", 100.0 * s));
+            if let Some(r) = c.error_ratio {
+                same += &format!(", error vs input {r:.5}x the CPU's");
+            }
             println!("  {:<16} {:.2e}{same} {}", c.kernel, c.rel_err, if c.pass { "ok" } else { "FAIL" });
         }
         println!("registers / local bytes: {:?}", report.kernel_registers);

@@ -18,6 +18,9 @@ pub struct Check {
     pub rel_err: f64,
     /// Share of identical code bytes (quantize checks).
     pub same_bytes: Option<f64>,
+    /// Quantize checks: the GPU codes' squared reconstruction error of the
+    /// input over the CPU codes' (1 = as good as the CPU encoder).
+    pub error_ratio: Option<f64>,
     pub pass: bool,
 }
 
@@ -133,6 +136,7 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
     let rk = codec.key_region_bytes();
     let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
     let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
+    let (mut gpu_err, mut cpu_err) = (0f64, 0f64);
     let row_of = |b: usize, t: usize, h: usize| &xh[((b * n_comp + t) * kvh + h) * HEAD_DIM..][..HEAD_DIM];
     for b in 0..batch {
         for t in 0..n_comp {
@@ -154,13 +158,16 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
                     };
                     same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
                     total += g.len();
-                    let (gd, cd) = match (codec, p) {
+                    let (gd, cd, input) = match (codec, p) {
                         (KvCodec::Kivi(bits), 0) => {
                             let f = |r: &[u8]| (0..32).flat_map(|tt| crate::paged::kivi_key_row(r, tt, bits)).collect::<Vec<f32>>();
-                            (f(&g), f(&cpu))
+                            (f(&g), f(&cpu), (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect())
                         }
-                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?),
+                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?, row_of(b, t, h).to_vec()),
                     };
+                    let sq = |d: &[f32]| d.iter().zip(&input).map(|(a, x)| (*a as f64 - *x as f64).powi(2)).sum::<f64>();
+                    gpu_err += sq(&gd);
+                    cpu_err += sq(&cd);
                     let cdf: Vec<f64> = cd.iter().map(|&v| v as f64).collect();
                     if rel_err(&gd, &cdf) > 1e-2 {
                         bad += 1;
@@ -178,7 +185,16 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
     if bad > 0 {
         eprintln!("{}: {bad} coded rows/regions differ by more than 1%", codec.name());
     }
-    out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same as f64 / total as f64), pass: e <= TOLERANCE });
+    let same = same as f64 / total as f64;
+    let ratio = gpu_err / cpu_err.max(1e-300);
+    // The turbo encoders search codebook stretches (`:fit`): where two
+    // stretches code a row almost equally well, last-bit differences in the
+    // rotated input pick either — lowbit's own scalar, AVX2 and AVX-512
+    // encoders differ on ~0.3% of rows (decoded relative difference 2e-3)
+    // for that reason. There the GPU passes if its codes are as good as the
+    // CPU's: nearly all bytes identical and the same reconstruction error.
+    let near_ties = matches!(codec, KvCodec::Turbo(_)) && same >= 0.999 && ratio <= 1.0 + TOLERANCE;
+    out.push(Check { kernel: format!("quant_{}", codec.name()), rel_err: e, same_bytes: Some(same), error_ratio: Some(ratio), pass: e <= TOLERANCE || near_ties });
     Ok(())
 }
 
@@ -211,7 +227,7 @@ pub fn check(gpu: &Gpu, kernels: &[AttnKernel]) -> Result<Vec<Check>> {
         let pool = gpu.stream.clone_dtoh(&kv.pool)?;
         let want = reference(&kv, &pool, 1, &qh)?;
         let e = rel_err(&got, &want);
-        out.push(Check { kernel: kernel.function(), rel_err: e, same_bytes: None, pass: e <= TOLERANCE });
+        out.push(Check { kernel: kernel.function(), rel_err: e, same_bytes: None, error_ratio: None, pass: e <= TOLERANCE });
     }
     Ok(out)
 }
