@@ -1,26 +1,37 @@
+//! Encode 20,000 pseudo-normal 128-vectors with a format and write the
+//! decoded values (f32, little-endian) to stdout; prints the normalized
+//! squared error. Run it under each SIMD level to compare the encoders:
+//!
+//!   for l in scalar avx2 avx512; do
+//!     LOWBIT_SIMD=$l cargo run --release -p lowbit-quant --example fit_levels -- turbo4:d128:fit > /tmp/dec_$l.bin
+//!   done
+//!
+//! (docs/cuda_notes.md, session 8: the `:fit` search's near-ties.)
 use lowbit_quant::Format;
-fn main() {
-    let spec = std::env::args().nth(1).unwrap();
-    let f = Format::parse(&spec).unwrap();
-    // deterministic pseudo-normal rows
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let spec = std::env::args().nth(1).ok_or("usage: fit_levels FORMAT")?;
+    let f = Format::parse(&spec)?;
     let mut s: u64 = 12345;
-    let mut out = Vec::new();
-    let (mut err, mut nn, mut dec) = (0f64, 0f64, Vec::<f32>::new());
+    let (mut err, mut norm, mut dec) = (0f64, 0f64, Vec::<u8>::new());
     for _ in 0..20000 {
-        let row: Vec<f32> = (0..128).map(|_| {
-            let mut a = 0f32;
-            for _ in 0..4 { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); a += ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5; }
-            a
-        }).collect();
-        let e = f.encode(&row).unwrap();
-        let d = f.decode(&e, 128).unwrap();
+        // Sum of 4 uniforms per value: close enough to normal, deterministic.
+        let row: Vec<f32> = (0..128)
+            .map(|_| {
+                (0..4)
+                    .map(|_| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .sum()
+            })
+            .collect();
+        let d = f.decode(&f.encode(&row)?, 128)?;
         err += row.iter().zip(&d).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
-        nn += row.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
-        dec.extend(d);
-        out.extend(e);
+        norm += row.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
+        dec.extend(d.iter().flat_map(|v| v.to_le_bytes()));
     }
-    eprintln!("nmse {:.6e}", err / nn);
-    let b: Vec<u8> = dec.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::io::Write::write_all(&mut std::io::stdout(), &b).unwrap();
-    let _ = out;
+    eprintln!("{spec}: normalized squared error {:.6e}", err / norm);
+    std::io::Write::write_all(&mut std::io::stdout(), &dec)?;
+    Ok(())
 }
