@@ -1,19 +1,20 @@
-//! Encode 20,000 pseudo-normal 128-vectors with a format and write the
-//! decoded values (f32, little-endian) to stdout; prints the normalized
-//! squared error. Run it under each SIMD level to compare the encoders:
+//! Encode 20,000 pseudo-normal 128-vectors with a format, write the codes
+//! to stdout and the decoded values (f32, little-endian) to DECODED if
+//! given; prints the normalized squared error. Run it under each SIMD
+//! level to compare the encoders:
 //!
 //!   for l in scalar avx2 avx512; do
-//!     LOWBIT_SIMD=$l cargo run --release -p lowbit-quant --example fit_levels -- turbo4:d128:fit > /tmp/dec_$l.bin
+//!     LOWBIT_SIMD=$l cargo run --release -p lowbit-quant --example fit_levels -- turbo4:d128:fit /tmp/dec_$l.bin > /tmp/codes_$l.bin
 //!   done
 //!
 //! (docs/cuda_notes.md, session 8: the `:fit` search's near-ties.)
 use lowbit_quant::Format;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let spec = std::env::args().nth(1).ok_or("usage: fit_levels FORMAT")?;
+    let spec = std::env::args().nth(1).ok_or("usage: fit_levels FORMAT [DECODED]")?;
     let f = Format::parse(&spec)?;
     let mut s: u64 = 12345;
-    let (mut err, mut norm, mut dec) = (0f64, 0f64, Vec::<u8>::new());
+    let (mut err, mut norm, mut codes, mut dec) = (0f64, 0f64, Vec::new(), Vec::new());
     for _ in 0..20000 {
         // Sum of 4 uniforms per value: close enough to normal, deterministic.
         let row: Vec<f32> = (0..128)
@@ -26,12 +27,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .sum()
             })
             .collect();
-        let d = f.decode(&f.encode(&row)?, 128)?;
+        let c = f.encode(&row)?;
+        let d = f.decode(&c, 128)?;
+        codes.extend(c);
         err += row.iter().zip(&d).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
         norm += row.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
         dec.extend(d.iter().flat_map(|v| v.to_le_bytes()));
     }
     eprintln!("{spec}: normalized squared error {:.6e}", err / norm);
-    std::io::Write::write_all(&mut std::io::stdout(), &dec)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &codes)?;
+    if let Some(path) = std::env::args().nth(2) {
+        std::fs::write(path, dec)?;
+    }
     Ok(())
 }
