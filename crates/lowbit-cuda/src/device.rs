@@ -123,10 +123,21 @@ impl Gpu {
     /// `griddepcontrol.wait` before reading what that kernel writes.
     ///
     /// # Safety
-    /// `args` holds one pointer per kernel parameter, each to a value of
-    /// that parameter's type, valid for the call.
-    pub unsafe fn launch_dependent(&self, f: &CudaFunction, cfg: cudarc::driver::LaunchConfig, args: &mut [*mut std::ffi::c_void]) -> Result<()> {
+    /// `args` match the kernel's parameters one for one, in type and order,
+    /// and every pointer is a live device allocation of the size the kernel
+    /// uses.
+    pub unsafe fn launch_dependent(&self, f: &CudaFunction, cfg: cudarc::driver::LaunchConfig, args: &[Arg]) -> Result<()> {
         use cudarc::driver::sys;
+        let mut values = args.to_vec();
+        let mut ptrs: Vec<*mut std::ffi::c_void> = values
+            .iter_mut()
+            .map(|a| match a {
+                Arg::Ptr(v) => v as *mut u64 as *mut _,
+                Arg::I32(v) => v as *mut i32 as *mut _,
+                Arg::I64(v) => v as *mut i64 as *mut _,
+                Arg::F32(v) => v as *mut f32 as *mut _,
+            })
+            .collect();
         let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
         attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
         attr.value.programmaticStreamSerializationAllowed = 1;
@@ -143,7 +154,17 @@ impl Gpu {
             numAttrs: 1,
         };
         self.ctx.bind_to_thread()?;
-        sys::cuLaunchKernelEx(&config, f.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()).result()?;
+        sys::cuLaunchKernelEx(&config, f.cu_function(), ptrs.as_mut_ptr(), std::ptr::null_mut()).result()?;
         Ok(())
     }
+}
+
+/// A kernel parameter for [`Gpu::launch_dependent`]: a device pointer or a
+/// scalar, by value.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    Ptr(u64),
+    I32(i32),
+    I64(i64),
+    F32(f32),
 }

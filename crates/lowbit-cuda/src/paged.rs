@@ -334,29 +334,18 @@ impl<'g> GpuKv<'g> {
         let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: crate::device::FINISH_SHARED };
         // The programmatic dependent of the attention kernel: its window
         // part overlaps the splits (attention_tc.cu).
-        let (mut qp, _gq) = q.device_ptr(s);
-        let (mut pp, _gp) = part.device_ptr(s);
-        let (mut sp, _gs) = self.signs_dev.device_ptr(s);
-        let (mut wp, _gw) = self.win.device_ptr(s);
-        let (mut np, _gn) = self.n_win_dev.device_ptr(s);
-        let (mut op, _go) = out.device_ptr_mut(s);
-        let (mut ns, mut r, mut scale) = (ns, r, scale);
-        let mut args: [*mut std::ffi::c_void; 9] = [
-            &mut qp as *mut _ as *mut _,
-            &mut pp as *mut _ as *mut _,
-            &mut ns as *mut _ as *mut _,
-            &mut sp as *mut _ as *mut _,
-            &mut wp as *mut _ as *mut _,
-            &mut np as *mut _ as *mut _,
-            &mut r as *mut _ as *mut _,
-            &mut scale as *mut _ as *mut _,
-            &mut op as *mut _ as *mut _,
-        ];
-        // SAFETY: one pointer per parameter of attn_finish_tc (const float* q,
-        // const float* part, int nsplit, const float* signs, const u16* win,
-        // const int* n_win, int R, float attn_scale, float* out), each to a
-        // value of that type living until the call returns.
-        unsafe { self.gpu.launch_dependent(&f, cfg, &mut args) }?;
+        use crate::device::Arg::{F32, I32, Ptr};
+        let (qp, _gq) = q.device_ptr(s);
+        let (pp, _gp) = part.device_ptr(s);
+        let (sp, _gs) = self.signs_dev.device_ptr(s);
+        let (wp, _gw) = self.win.device_ptr(s);
+        let (np, _gn) = self.n_win_dev.device_ptr(s);
+        let (op, _go) = out.device_ptr_mut(s);
+        let args = [Ptr(qp), Ptr(pp), I32(ns), Ptr(sp), Ptr(wp), Ptr(np), I32(r), F32(scale), Ptr(op)];
+        // SAFETY: matches attn_finish_tc (const float* q, const float* part,
+        // int nsplit, const float* signs, const u16* win, const int* n_win,
+        // int R, float attn_scale, float* out); the caller checked the sizes.
+        unsafe { self.gpu.launch_dependent(&f, cfg, &args) }?;
         Ok(())
     }
 
