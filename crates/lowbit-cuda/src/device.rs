@@ -14,7 +14,7 @@ use lowbit_quant::rot::turbo::{REFINE, STRETCHES, STRETCH_MARGIN};
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
 /// Kernels that take dynamic shared memory, and how much (bytes).
-pub const DYNAMIC_SHARED: [(&str, u32); 3] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED)];
+pub const DYNAMIC_SHARED: [(&str, u32); 4] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo3_tc", tc_shared(3)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED)];
 /// attn_finish_tc: 64 window rows of K and V (f16), 64 scores and 3
 /// softmax values per head.
 pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;

@@ -103,8 +103,8 @@ impl AttnKernel {
             None => (s, false),
         };
         let codec = KvCodec::parse(c)?;
-        if tensor_cores && !matches!(codec, KvCodec::Turbo(2 | 4)) {
-            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc and turbo2-tc exist)")));
+        if tensor_cores && !matches!(codec, KvCodec::Turbo(2..=4)) {
+            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc, turbo3-tc and turbo2-tc exist)")));
         }
         Ok(AttnKernel { codec, tensor_cores })
     }

@@ -1,4 +1,4 @@
-// Decode attention on tensor cores for turbo4 and turbo2 caches (same
+// Decode attention on tensor cores for turbo4, turbo3 and turbo2 caches (same
 // cache layout and partial results as attn_* in attention.cu; the window
 // and the merge of the splits are attn_finish_tc at the end of this file).
 //
@@ -16,7 +16,9 @@
 // shared-memory table indexed by a code byte (layout below): one load per
 // operand register (4-bit: two neighbouring dimensions of a key, or one
 // dimension of two tokens for values — the PV product pairs tokens; 2-bit:
-// both registers of a k-step at once). Each lane has its own copy of the
+// both registers of a k-step at once; 3-bit: a 6-bit field = two
+// neighbouring dimensions, for values two tokens' pairs regrouped by
+// byte permutes). Each lane has its own copy of the
 // table in its own bank, so random codes never conflict. The dot products
 // are sums over d (and t), so each thread's fragment may take any fixed
 // subset of dimensions (tokens) as long as both operands agree: threads
@@ -80,7 +82,9 @@ __device__ void fwht_heads(float (*x)[D], int nt) {
 // Dynamic shared memory: the code table, 256 rows of 256 B, at a 64 KB-
 // aligned shared address A, so one byte permute makes the whole load
 // address (no add). 4-bit codes: entry e = (level[e & 15], level[e >> 4])
-// of lane l at 256e + 4l (bytes 128..255 of a row unused); 2-bit codes:
+// of lane l at 256e + 4l (bytes 128..255 of a row unused); 3-bit codes:
+// the same for a 6-bit entry e = (level[e & 7], level[e >> 3]), 64 rows;
+// 2-bit codes:
 // entry e = the levels of its 4 codes as two f16 pairs (one 64-bit load =
 // both operand registers of a k-step) at 256e + 8l. Each warp's stages
 // fill the space below and above it; the table's space is reused for the
@@ -101,7 +105,7 @@ template <int BITS>
 __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
-    static_assert(BITS == 4 || BITS == 2, "tensor-core kernels for 4- and 2-bit codes");
+    static_assert(BITS >= 2 && BITS <= 4, "tensor-core kernels for 2- to 4-bit codes");
     constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112 for 4 bits)
     constexpr int SLOT = 2 * RB + 16;                        // a block's K and V (+ the word `words` reads past a row)
     extern __shared__ __align__(16) u8 dyn[];
@@ -168,9 +172,11 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     // Table: warp w writes rows w, w + NW, …, a row at a time (each lane its
     // own copy: one conflict-free store per row; a thread per row was a
     // 32-way bank conflict). Levels come from the lanes by shuffle.
-    for (int e = w; e < 256; e += NW) {
+    for (int e = w; e < (BITS == 3 ? 64 : 256); e += NW) {
         if (BITS == 4) {
             pair_lut[64 * e + lane] = pack_h2(__shfl_sync(0xffffffffu, lv, e & 15), __shfl_sync(0xffffffffu, lv, e >> 4));
+        } else if (BITS == 3) {
+            pair_lut[64 * e + lane] = pack_h2(__shfl_sync(0xffffffffu, lv, e & 7), __shfl_sync(0xffffffffu, lv, e >> 3));
         } else {
             const u32 v0 = pack_h2(__shfl_sync(0xffffffffu, lv, e & 3), __shfl_sync(0xffffffffu, lv, (e >> 2) & 3));
             const u32 v1 = pack_h2(__shfl_sync(0xffffffffu, lv, (e >> 4) & 3), __shfl_sync(0xffffffffu, lv, e >> 6));
@@ -216,6 +222,19 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         asm("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(__byte_perm(x, key, 0x6504 + 16 * j)));
         return v;
     };
+    // 3-bit: the table entry of the 6-bit field at bit P of the little-endian
+    // words w (a compile-time position): the field moved to bits 8–13 (one
+    // shift or funnel shift) and merged with this lane's table address.
+    const u32 key3 = dyn_at + below + 4 * lane;
+    auto lut6 = [&](const u32* w, int P) {
+        u32 x;
+        if (P < 8) x = w[0] << (8 - P);
+        else if ((P - 8) % 32 + 14 <= 32) x = w[(P - 8) / 32] >> ((P - 8) % 32);
+        else x = __funnelshift_r(w[(P - 8) / 32], w[(P - 8) / 32 + 1], (P - 8) % 32);
+        u32 v;
+        asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"((x & 0x3f00u) | key3));
+        return v;
+    };
     // `levels` come multiplied by level_scale (closer to f16 values); divide it out.
     const float kscale = 0.08838834764831845f * attn_scale / level_scale, vscale = 0.08838834764831845f / level_scale;
 
@@ -230,6 +249,10 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     constexpr int KC = 32 * BITS / 8, VC = 16 * BITS / 8;  // code bytes of a key chunk / value row part
     const int koff = (gi * TB + 2 + KC * ci) & ~3, ksh = ((gi * TB + 2 + KC * ci) & 2) * 8;
     const int voff = 2 * ci * TB + VC * gi;
+    // 3-bit value rows: this lane's 6 code bytes sit at 2 + 6gi in a row,
+    // word-aligned down, shifted by 0 or 16 bits (even / odd rows differ).
+    const int v3e = (2 * ci * TB + 2 + VC * gi) & ~3, s3e = ((2 * ci * TB + 2 + VC * gi) & 2) * 8;
+    const int v3o = ((2 * ci + 1) * TB + 2 + VC * gi) & ~3, s3o = (((2 * ci + 1) * TB + 2 + VC * gi) & 2) * 8;
     // One cache block already in this warp's stage: scores, softmax update,
     // values. FULL: all 32 tokens valid (no masks).
     // (A lambda, so each call below is inlined with FULL a constant.)
@@ -251,6 +274,9 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                     if (BITS == 4) {  // byte = 2 dimensions
                         b01 = lut(wd[ks / 2], 2 * (ks & 1));
                         b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
+                    } else if (BITS == 3) {  // 6-bit field = 2 dimensions
+                        b01 = lut6(wd, 12 * ks);
+                        b23 = lut6(wd, 12 * ks + 6);
                     } else {  // byte = the k-step's 4 dimensions
                         const uint2 e = lut2(wd[ks / 4], ks & 3);
                         b01 = e.x;
@@ -313,6 +339,26 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             // rows gi / gi + 8 are dimensions 16·gi + 2mt / + 1.
             #pragma unroll
             for (int tt = 0; tt < 2; tt++) {
+                if (BITS == 3) {
+                    // Rows 16tt + 2ci + {0, 1, 8, 9}: 48 bits each (dimension
+                    // 16gi + m at bit 3m); the entry of a row's dimensions
+                    // 2mt, 2mt + 1 for two tokens, regrouped by byte
+                    // permutes into (token pair) × dimension registers.
+                    const u8* t0 = vb + 16 * tt * TB;
+                    u32 wv[4][2];
+                    words<2>(t0 + v3e, s3e, wv[0]);
+                    words<2>(t0 + v3o, s3o, wv[1]);
+                    words<2>(t0 + v3e + 8 * TB, s3e, wv[2]);
+                    words<2>(t0 + v3o + 8 * TB, s3o, wv[3]);
+                    #pragma unroll
+                    for (int mt = 0; mt < 8; mt++) {
+                        const u32 a = lut6(wv[0], 6 * mt), b = lut6(wv[1], 6 * mt);
+                        const u32 c = lut6(wv[2], 6 * mt), d = lut6(wv[3], 6 * mt);
+                        mma16816(o[mt], __byte_perm(a, b, 0x5410), __byte_perm(a, b, 0x7632), __byte_perm(c, d, 0x5410),
+                                 __byte_perm(c, d, 0x7632), pb[2 * tt], pb[2 * tt + 1]);
+                    }
+                    continue;
+                }
                 // Rows 16tt + 2ci + {0, 8} start 2 bytes past a word, {1, 9} on one.
                 const u8* v0 = vb + voff + 16 * tt * TB;
                 constexpr int NWV = VC / 4;
@@ -422,6 +468,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                             signs, part, attn_scale, level_scale);                                                     \
     }
 TC_KERNEL(attn_turbo2_tc, 2)
+TC_KERNEL(attn_turbo3_tc, 3)
 TC_KERNEL(attn_turbo4_tc, 4)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
