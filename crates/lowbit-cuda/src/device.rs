@@ -14,7 +14,13 @@ use lowbit_quant::rot::turbo::{REFINE, STRETCHES, STRETCH_MARGIN};
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
 /// Kernels that take dynamic shared memory, and how much (bytes).
-pub const DYNAMIC_SHARED: [(&str, u32); 4] = [("attn_turbo4_tc", tc_shared(4)), ("attn_turbo3_tc", tc_shared(3)), ("attn_turbo2_tc", tc_shared(2)), ("attn_finish_tc", FINISH_SHARED)];
+pub const DYNAMIC_SHARED: [(&str, u32); 5] = [
+    ("attn_turbo4_tc", tc_shared(2 * 32 * 66)),
+    ("attn_turbo3_tc", tc_shared(2 * 32 * 50)),
+    ("attn_turbo2_tc", tc_shared(2 * 32 * 34)),
+    ("attn_kivi2_tc", tc_shared(512 + 32 * 32 + 32 * 48)),
+    ("attn_finish_tc", FINISH_SHARED),
+];
 /// attn_finish_tc: 64 window rows of K and V (f16), 64 scores and 3
 /// softmax values per head.
 pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
@@ -25,13 +31,13 @@ pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
 pub const TC_WARPS: u32 = 12;
 pub const TC_STAGES: u32 = 3;
 
-/// The tensor-core attention's dynamic shared memory for `bits`-bit turbo
-/// codes: the lane-private code table (256 rows of 256 B, placed on a 64 KB
-/// boundary) and each warp's stages of a block's K and V regions (+ 16 B
-/// each), + one stage of slack for the alignment.
-pub const fn tc_shared(bits: u32) -> u32 {
-    let region = 32 * (2 + 128 * bits / 8);
-    256 * 256 + (TC_WARPS * TC_STAGES + 1) * (2 * region + 16)
+/// The tensor-core attention's dynamic shared memory for a cache whose
+/// block holds `kv_bytes` of one KV head's keys and values: the
+/// lane-private code table (256 rows of 256 B, placed on a 64 KB boundary)
+/// and each warp's stages of a block's K and V regions (+ 16 B each), + one
+/// stage of slack for the alignment.
+pub const fn tc_shared(kv_bytes: u32) -> u32 {
+    256 * 256 + (TC_WARPS * TC_STAGES + 1) * (kv_bytes + 16)
 }
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which

@@ -103,8 +103,8 @@ impl AttnKernel {
             None => (s, false),
         };
         let codec = KvCodec::parse(c)?;
-        if tensor_cores && !matches!(codec, KvCodec::Turbo(2..=4)) {
-            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc, turbo3-tc and turbo2-tc exist)")));
+        if tensor_cores && !matches!(codec, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2)) {
+            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc, turbo3-tc, turbo2-tc and kivi2-tc exist)")));
         }
         Ok(AttnKernel { codec, tensor_cores })
     }
@@ -178,9 +178,11 @@ impl<'g> GpuKv<'g> {
                 let signs = r.pow2_signs().ok_or_else(|| CudaError::Shape("turbo rotation is not one power-of-two block".into()))?.to_vec();
                 (signs, cb.levels.clone(), cb.bounds.clone())
             }
+            // KIVI: the tensor-core kernel's table holds the codes themselves.
+            (KvCodec::Kivi(_), _) => (vec![1.0; HEAD_DIM], (0..16).map(|c| c as f32).collect(), vec![0.0; 15]),
             _ => (vec![1.0; HEAD_DIM], vec![0.0; 16], vec![0.0; 15]),
         };
-        let tc_scale = f16_fit(&levels);
+        let tc_scale = if matches!(codec, KvCodec::Kivi(_)) { 1.0 } else { f16_fit(&levels) };
         let mut win_host = vec![0u16; batch * 2 * kv_heads * window * HEAD_DIM];
         for (i, w) in win_host.iter_mut().enumerate() {
             *w = half::f16::from_f64(SplitMix64::new(seed ^ 0x5749_4e44 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).normal()).to_bits();
@@ -323,11 +325,17 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb, ns, r) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64, nsplit as i32, self.window as i32);
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
-        let KvCodec::Turbo(bits) = self.codec else { return Err(CudaError::Shape("tensor-core attention needs a turbo cache".into())) };
+        if !matches!(self.codec, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2)) {
+            return Err(CudaError::Shape(format!("no tensor-core attention for {}", self.codec.name())));
+        }
+        let kv_bytes = (self.codec.key_region_bytes() + self.codec.value_region_bytes()) as u32;
+        // KIVI is not rotated: no signs (a null pointer), for the finish kernel too.
+        let (sp, _gs) = self.signs_dev.device_ptr(s);
+        let sp = if matches!(self.codec, KvCodec::Kivi(_)) { 0 } else { sp };
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: crate::device::tc_shared(bits) };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: crate::device::tc_shared(kv_bytes) };
         let mut l = s.launch_builder(&f);
-        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&self.signs_dev).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
+        l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&sp).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
         // SAFETY: argument list matches attn_turbo{2,4}_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
         let f = self.gpu.function("attn_finish_tc")?;
@@ -337,7 +345,6 @@ impl<'g> GpuKv<'g> {
         use crate::device::Arg::{F32, I32, Ptr};
         let (qp, _gq) = q.device_ptr(s);
         let (pp, _gp) = part.device_ptr(s);
-        let (sp, _gs) = self.signs_dev.device_ptr(s);
         let (wp, _gw) = self.win.device_ptr(s);
         let (np, _gn) = self.n_win_dev.device_ptr(s);
         let (op, _go) = out.device_ptr_mut(s);

@@ -13,7 +13,7 @@ fn kernels_compile_for_hopper_where_nvrtc_is_found() {
     for arch in ["sm_90a", "sm_80"] {
         let ptx = device::compile(arch).unwrap_or_else(|e| panic!("{e}"));
         let src = ptx.to_src();
-        for k in ["attn_turbo4", "attn_turbo4_tc", "attn_turbo3_tc", "attn_turbo2_tc", "attn_finish_tc", "attn_turbo3", "attn_turbo2", "attn_q8_0", "attn_f16", "attn_window_f16", "attn_combine", "quant_turbo4", "quant_q8_0", "attn_kivi2", "attn_kivi4", "quant_kivi2", "quant_kivi2_keys", "quant_kivi4_keys", "fill_normal"] {
+        for k in ["attn_turbo4", "attn_turbo4_tc", "attn_turbo3_tc", "attn_turbo2_tc", "attn_kivi2_tc", "attn_finish_tc", "attn_turbo3", "attn_turbo2", "attn_q8_0", "attn_f16", "attn_window_f16", "attn_combine", "quant_turbo4", "quant_q8_0", "attn_kivi2", "attn_kivi4", "quant_kivi2", "quant_kivi2_keys", "quant_kivi4_keys", "fill_normal"] {
             assert!(src.contains(k), "{arch}: kernel {k} missing from the PTX");
         }
     }
@@ -37,13 +37,14 @@ fn codec_names_and_row_bytes() {
     assert_eq!(KvCodec::parse("q8_0").unwrap().token_bytes(), 136);
     assert_eq!(KvCodec::parse("f16").unwrap().token_bytes(), 256);
     assert!(KvCodec::parse("kivi3").unwrap_err().to_string().contains("kivi2"));
-    // Tensor-core kernels: turbo4-tc, turbo3-tc and turbo2-tc; anything else is a named error.
+    // Tensor-core kernels: turbo4-tc, turbo3-tc, turbo2-tc and kivi2-tc; anything else is a named error.
     let k = AttnKernel::parse("turbo4-tc").unwrap();
     assert_eq!((k.codec, k.tensor_cores, k.function(), k.name()), (KvCodec::Turbo(4), true, "attn_turbo4_tc".into(), "turbo4-tc".into()));
     assert_eq!(AttnKernel::parse("turbo2-tc").unwrap().function(), "attn_turbo2_tc");
     assert_eq!(AttnKernel::parse("q8_0").unwrap().function(), "attn_q8_0");
     assert_eq!(AttnKernel::parse("turbo3-tc").unwrap().function(), "attn_turbo3_tc");
-    assert!(AttnKernel::parse("kivi2-tc").unwrap_err().to_string().contains("turbo4-tc"));
+    assert_eq!(AttnKernel::parse("kivi2-tc").unwrap().function(), "attn_kivi2_tc");
+    assert!(AttnKernel::parse("kivi4-tc").unwrap_err().to_string().contains("kivi2-tc"));
     // KIVI keys: 128 × (scale, min) f16 + 32 rows of 2-bit codes; values uniform2:g32:asym.
     let k = KvCodec::parse("kivi2").unwrap();
     assert_eq!((k.key_region_bytes(), k.value_region_bytes(), k.token_bytes()), (512 + 32 * 32, 32 * 48, 48));

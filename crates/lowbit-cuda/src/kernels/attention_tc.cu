@@ -34,6 +34,8 @@
 #define TC_NT (32 * NW)
 
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) { u32 r; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b)); return r; }
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) { u32 r; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c)); return r; }
 
 __device__ __forceinline__ void mma16816(float c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -101,13 +103,23 @@ struct TcMerge {
     float m[NW][G], l[NW][G];
 };
 
-template <int BITS>
+// KIVI (kivi2 caches): no rotation; keys are bare 2-bit codes with a
+// per-channel scale S and minimum M per block (region header), values
+// uniform 2-bit with a scale and minimum per token and group of 32. The
+// code table holds the codes themselves (levels 0..3, exact in f16); key
+// operands become k·S by one f16x2 multiply, the score's Σ q·M comes from
+// one more MMA whose B column 0 is M (exact: M is stored in f16); value
+// operands become k·d + m by one f16x2 FMA.
+template <int BITS, bool KIVI>
 __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
-    static_assert(BITS >= 2 && BITS <= 4, "tensor-core kernels for 2- to 4-bit codes");
-    constexpr int TB = token_bytes(2, BITS), RB = BT * TB;  // row and region bytes (66, 2112 for 4 bits)
-    constexpr int SLOT = 2 * RB + 16;                        // a block's K and V (+ the word `words` reads past a row)
+    static_assert(BITS >= 2 && BITS <= 4 && (!KIVI || BITS == 2), "tensor-core kernels for 2- to 4-bit turbo codes and kivi2");
+    constexpr int TB = KIVI ? 4 * D / 32 + D * BITS / 8 : token_bytes(2, BITS);  // (value) row bytes: 66 for turbo4, 48 for kivi2
+    constexpr int RBK = KIVI ? 4 * D + BT * D * BITS / 8 : BT * TB;            // key region bytes
+    constexpr int RB = BT * TB;                                               // value region bytes
+    constexpr int SLOT = RBK + RB + 16;  // a block's K and V (+ the word `words` reads past a row)
+    constexpr float QSCALE = KIVI ? 1.f : 0.08838834764831845f;  // 1/√D of the transform (turbo)
     extern __shared__ __align__(16) u8 dyn[];
     const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
     const u32 below = (0u - dyn_at) & 0xffffu;  // bytes before the first 64 KB boundary
@@ -137,7 +149,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     #pragma unroll
     for (int k = 0; k < QPT; k++) {
         const int x = threadIdx.x + k * TC_NT;
-        qv[k] = x < G * D ? q[((i64)b * kvh * G + h * G) * D + x] * signs[x % D] : 0.f;
+        qv[k] = x < G * D ? q[((i64)b * kvh * G + h * G) * D + x] * (KIVI ? 1.f : signs[x % D]) : 0.f;
     }
     const int nblk = (n + BT - 1) / BT;
     const int b1 = min(nblk, b0 + blocks_per_split);
@@ -145,14 +157,14 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         const int nth = (i - b0 - w) / NW;
         const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
         const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
-        const uint4* k = (const uint4*)(base + (i64)h * RB);
-        const uint4* v = (const uint4*)(base + (i64)kvh * RB + (i64)h * RB);
+        const uint4* k = (const uint4*)(base + (i64)h * RBK);
+        const uint4* v = (const uint4*)(base + (i64)kvh * RBK + (i64)h * RB);
         uint4* dst = (uint4*)stage(STAGES * w + slot);
         #pragma unroll
-        for (int r = 0; r < (2 * RB / 16 + 31) / 32; r++) {
+        for (int r = 0; r < ((RBK + RB) / 16 + 31) / 32; r++) {
             const int x = lane + 32 * r;
-            if (x < RB / 16) cp_async16(dst + x, k + x);
-            else if (x < 2 * RB / 16) cp_async16(dst + x, v + (x - RB / 16));
+            if (x < RBK / 16) cp_async16(dst + x, k + x);
+            else if (x < (RBK + RB) / 16) cp_async16(dst + x, v + (x - RBK / 16));
         }
     };
     // Let attn_finish_tc launch now (programmatic dependent launch): its
@@ -190,7 +202,8 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         const int x = threadIdx.x + k * TC_NT;
         if (x < G * D) qs[x / D][x % D] = qv[k];
     }
-    fwht_heads(qs, TC_NT);
+    if (KIVI) __syncthreads();
+    else fwht_heads(qs, TC_NT);
     // Q fragments: row gi = head gi & 3 (f16 part for gi < 4, remainder
     // otherwise); k-step ks covers dimensions 32·ci + 4·ks + 0..3.
     u32 qa[8], qb[8];
@@ -201,7 +214,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
             float v[4];
             #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float x = qr[32 * ci + 4 * ks + e] * 0.08838834764831845f;  // 1/√D of the transform
+                float x = qr[32 * ci + 4 * ks + e] * QSCALE;
                 v[e] = gi < 4 ? x : x - h2f(f2h(x));
             }
             qa[ks] = pack_h2(v[0], v[1]);
@@ -236,7 +249,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         return v;
     };
     // `levels` come multiplied by level_scale (closer to f16 values); divide it out.
-    const float kscale = 0.08838834764831845f * attn_scale / level_scale, vscale = 0.08838834764831845f / level_scale;
+    const float kscale = QSCALE * attn_scale / level_scale, vscale = QSCALE / level_scale;
 
     float o[8][4];
     #pragma unroll
@@ -257,13 +270,44 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     // values. FULL: all 32 tokens valid (no masks).
     // (A lambda, so each call below is inlined with FULL a constant.)
     auto absorb = [&](const u8* kb, int nv, bool FULL) {
-        const u8* vb = kb + RB;
+        const u8* vb = kb + RBK;
 
             // Scores for the 4 groups of 8 tokens: this lane decodes token 8j + gi,
             // dimensions 32·ci .. 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
             float s[4][2];
+            float kc = 0.f;  // KIVI: Σ q·M of head gi & 3
+            if (KIVI) {
+                // Codes of token 8j + gi, dimensions 32ci..: 8 bytes; byte ks
+                // = the k-step's 4 codes. Per k-step the channels' (S, M)
+                // pairs (one 16-byte load), then the 4 token groups and the
+                // minima column.
+                uint2 kw[4];
+                #pragma unroll
+                for (int j = 0; j < 4; j++) kw[j] = *(const uint2*)(kb + 4 * D + 32 * (8 * j + gi) + 8 * ci);
+                float c[5][4] = {};
+                #pragma unroll
+                for (int ks = 0; ks < 8; ks++) {
+                    const uint4 sm = *(const uint4*)(kb + 4 * (32 * ci + 4 * ks));
+                    const u32 s01 = __byte_perm(sm.x, sm.y, 0x5410), m01 = __byte_perm(sm.x, sm.y, 0x7632);
+                    const u32 s23 = __byte_perm(sm.z, sm.w, 0x5410), m23 = __byte_perm(sm.z, sm.w, 0x7632);
+                    #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const uint2 e = lut2(ks < 4 ? kw[j].x : kw[j].y, ks & 3);
+                        mma16816(c[j], qa[ks], 0u, qb[ks], 0u, hmul2(e.x, s01), hmul2(e.y, s23));
+                    }
+                    mma16816(c[4], qa[ks], 0u, qb[ks], 0u, gi == 0 ? m01 : 0u, gi == 0 ? m23 : 0u);
+                }
+                #pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    s[j][0] = c[j][0];
+                    s[j][1] = c[j][1];
+                }
+                // Column 0 of the minima tile (lanes ci = 0): f16 part + remainder, to the lanes of the head.
+                kc = c[4][0] + __shfl_xor_sync(0xffffffffu, c[4][0], 16);
+                kc = __shfl_sync(0xffffffffu, kc, lane & ~3);
+            }
             #pragma unroll
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < 4 && !KIVI; j++) {
                 u32 wd[KC / 4];
                 words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
                 // Two accumulators: shorter chains of dependent MMAs.
@@ -295,7 +339,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                 for (int e = 0; e < 2; e++) {
                     const int t = 8 * j + 2 * ci + e;
                     float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
-                    v *= h2f(*(const u16*)(kb + t * TB)) * kscale;
+                    v = KIVI ? (v + kc) * kscale : v * h2f(*(const u16*)(kb + t * TB)) * kscale;
                     s[j][e] = FULL || t < nv ? v : -INFINITY;
                     mx = fmaxf(mx, s[j][e]);
                 }
@@ -313,7 +357,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                     const int t = 8 * j + 2 * ci + e;
                     float p = FULL || t < nv ? __expf(s[j][e] - mnew) : 0.f;
                     sum += p;
-                    float x = FULL || t < nv ? p * h2f(*(const u16*)(vb + t * TB)) * vscale : 0.f;
+                    float x = FULL || t < nv ? (KIVI ? p : p * h2f(*(const u16*)(vb + t * TB)) * vscale) : 0.f;
                     pv[e] = gi < 4 ? x : x - h2f(f2h(x));
                 }
                 pb[j] = pack_h2(pv[0], pv[1]);
@@ -363,10 +407,26 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                 const u8* v0 = vb + voff + 16 * tt * TB;
                 constexpr int NWV = VC / 4;
                 u32 wv[4][NWV];
-                words<NWV>(v0, 16, wv[0]);
-                words<NWV>(v0 + TB + 2, 0, wv[1]);
-                words<NWV>(v0 + 8 * TB, 16, wv[2]);
-                words<NWV>(v0 + 9 * TB + 2, 0, wv[3]);
+                // KIVI: the (scale, minimum) of group gi / 2 and the lane's
+                // code word, per row; scale and minimum pairs per token pair.
+                u32 d01 = 0, m01 = 0, d89 = 0, m89 = 0;
+                if (KIVI) {
+                    const u8* g0 = vb + 16 * tt * TB + 2 * ci * TB + 12 * (gi >> 1);
+                    u32 hw[4];
+                    #pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const u8* gr = g0 + ((r & 1) + 8 * (r >> 1)) * TB;
+                        hw[r] = *(const u32*)gr;
+                        wv[r][0] = *(const u32*)(gr + 4 + 4 * (gi & 1));
+                    }
+                    d01 = __byte_perm(hw[0], hw[1], 0x5410), m01 = __byte_perm(hw[0], hw[1], 0x7632);
+                    d89 = __byte_perm(hw[2], hw[3], 0x5410), m89 = __byte_perm(hw[2], hw[3], 0x7632);
+                } else {
+                    words<NWV>(v0, 16, wv[0]);
+                    words<NWV>(v0 + TB + 2, 0, wv[1]);
+                    words<NWV>(v0 + 8 * TB, 16, wv[2]);
+                    words<NWV>(v0 + 9 * TB + 2, 0, wv[3]);
+                }
                 if (BITS == 4) {
                     #pragma unroll
                     for (int k = 0; k < 2; k++) {
@@ -397,7 +457,11 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                     #pragma unroll
                     for (int mt = 0; mt < 8; mt++) {
                         const uint2 lo = lut2(mt & 1 ? od[0] : ev[0], mt >> 1), hi = lut2(mt & 1 ? od[1] : ev[1], mt >> 1);
-                        mma16816(o[mt], lo.x, lo.y, hi.x, hi.y, pb[2 * tt], pb[2 * tt + 1]);
+                        if (KIVI)
+                            mma16816(o[mt], hfma2(lo.x, d01, m01), hfma2(lo.y, d01, m01), hfma2(hi.x, d89, m89), hfma2(hi.y, d89, m89),
+                                     pb[2 * tt], pb[2 * tt + 1]);
+                        else
+                            mma16816(o[mt], lo.x, lo.y, hi.x, hi.y, pb[2 * tt], pb[2 * tt + 1]);
                     }
                 }
             }
@@ -459,17 +523,18 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
     }
 }
 
-#define TC_KERNEL(NAME, BITS)                                                                                          \
+#define TC_KERNEL(NAME, BITS, KIVI)                                                                                    \
     extern "C" __global__ void __launch_bounds__(TC_NT, 1)                                                            \
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
-        attn_turbo_tc<BITS>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
+        attn_turbo_tc<BITS, KIVI>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
                             signs, part, attn_scale, level_scale);                                                     \
     }
-TC_KERNEL(attn_turbo2_tc, 2)
-TC_KERNEL(attn_turbo3_tc, 3)
-TC_KERNEL(attn_turbo4_tc, 4)
+TC_KERNEL(attn_turbo2_tc, 2, false)
+TC_KERNEL(attn_turbo3_tc, 3, false)
+TC_KERNEL(attn_turbo4_tc, 4, false)
+TC_KERNEL(attn_kivi2_tc, 2, true)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
 // merge of the splits in one launch (grid (kvh, batch), G·D threads:
@@ -586,10 +651,13 @@ extern "C" __global__ void __launch_bounds__(G * D)
         }
         M = mx;
     }
-    // Undo the rotation: the transform of the G heads at once, then signs.
-    x[g][d] = A;
-    fwht_heads(x, G * D);
-    A = x[g][d] * 0.08838834764831845f * signs[d];
+    // Undo the rotation (turbo; KIVI passes no signs): the transform of the
+    // G heads at once, then signs.
+    if (signs) {
+        x[g][d] = A;
+        fwht_heads(x, G * D);
+        A = x[g][d] * 0.08838834764831845f * signs[d];
+    }
     const float MM = fmaxf(M, wm);
     const float ec = M == -INFINITY ? 0.f : __expf(M - MM), ew = wm == -INFINITY ? 0.f : __expf(wm - MM);
     out[((i64)b * kvh * G + hq) * D + d] = (A * ec + wacc * ew) / (L * ec + wl * ew);
