@@ -290,10 +290,12 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
                     const uint4 sm = *(const uint4*)(kb + 4 * (32 * ci + 4 * ks));
                     const u32 s01 = __byte_perm(sm.x, sm.y, 0x5410), m01 = __byte_perm(sm.x, sm.y, 0x7632);
                     const u32 s23 = __byte_perm(sm.z, sm.w, 0x5410), m23 = __byte_perm(sm.z, sm.w, 0x7632);
+                    // q·S once per k-step (not k·S per token): the codes stay exact.
+                    const u32 qs0 = hmul2(qa[ks], s01), qs1 = hmul2(qb[ks], s23);
                     #pragma unroll
                     for (int j = 0; j < 4; j++) {
                         const uint2 e = lut2(ks < 4 ? kw[j].x : kw[j].y, ks & 3);
-                        mma16816(c[j], qa[ks], 0u, qb[ks], 0u, hmul2(e.x, s01), hmul2(e.y, s23));
+                        mma16816(c[j], qs0, 0u, qs1, 0u, e.x, e.y);
                     }
                     mma16816(c[4], qa[ks], 0u, qb[ks], 0u, gi == 0 ? m01 : 0u, gi == 0 ? m23 : 0u);
                 }
