@@ -88,8 +88,8 @@ impl KvCodec {
 }
 
 /// A decode-attention kernel: the codec it reads and whether it runs the
-/// products on tensor cores (`turbo4-tc`, `turbo2-tc`) or on CUDA cores
-/// (`turbo4`).
+/// products on tensor cores (`turbo4-tc`, `turbo3-tc`, `turbo2-tc`,
+/// `kivi2-tc`) or on CUDA cores (`turbo4`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttnKernel {
     pub codec: KvCodec,
@@ -120,7 +120,7 @@ impl AttnKernel {
 pub struct GpuKv<'g> {
     gpu: &'g Gpu,
     pub codec: KvCodec,
-    /// Run decode attention on tensor cores (turbo4 and turbo2).
+    /// Run decode attention on tensor cores (turbo2/3/4, kivi2).
     pub tensor_cores: bool,
     pub batch: usize,
     pub kv_heads: usize,
@@ -336,7 +336,7 @@ impl<'g> GpuKv<'g> {
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: crate::device::tc_shared(kv_bytes) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&sp).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
-        // SAFETY: argument list matches attn_turbo{2,4}_tc in attention_tc.cu; the caller checked the buffer sizes.
+        // SAFETY: argument list matches attn_{turbo2,turbo3,turbo4,kivi2}_tc in attention_tc.cu; the caller checked the buffer sizes.
         unsafe { l.launch(cfg) }?;
         let f = self.gpu.function("attn_finish_tc")?;
         let cfg = LaunchConfig { grid_dim: (self.kv_heads as u32, self.batch as u32, 1), block_dim: ((GROUP * HEAD_DIM) as u32, 1, 1), shared_mem_bytes: crate::device::FINISH_SHARED };

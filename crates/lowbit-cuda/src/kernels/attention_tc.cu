@@ -1,4 +1,4 @@
-// Decode attention on tensor cores for turbo4, turbo3 and turbo2 caches (same
+// Decode attention on tensor cores for turbo4, turbo3, turbo2 and kivi2 caches (same
 // cache layout and partial results as attn_* in attention.cu; the window
 // and the merge of the splits are attn_finish_tc at the end of this file).
 //
@@ -106,12 +106,12 @@ struct TcMerge {
 // KIVI (kivi2 caches): no rotation; keys are bare 2-bit codes with a
 // per-channel scale S and minimum M per block (region header), values
 // uniform 2-bit with a scale and minimum per token and group of 32. The
-// code table holds the codes themselves (levels 0..3, exact in f16); key
-// operands become k·S by one f16x2 multiply, the score's Σ q·M comes from
-// one more MMA whose B column 0 is M (exact: M is stored in f16); value
-// operands become k·d + m by one f16x2 FMA.
+// code table holds the codes themselves (levels 0..3, exact in f16), so
+// key operands are exact; q is multiplied by S once per k-step (f16x2),
+// the score's Σ q·M comes from one more MMA whose B column 0 is M (exact:
+// M is stored in f16); value operands become k·d + m by one f16x2 FMA.
 template <int BITS, bool KIVI>
-__device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
+__device__ void attn_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
     static_assert(BITS >= 2 && BITS <= 4 && (!KIVI || BITS == 2), "tensor-core kernels for 2- to 4-bit turbo codes and kivi2");
@@ -530,7 +530,7 @@ __device__ void attn_turbo_tc(const float* q, const u8* pool, const int* table, 
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
-        attn_turbo_tc<BITS, KIVI>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
+        attn_tc<BITS, KIVI>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
                             signs, part, attn_scale, level_scale);                                                     \
     }
 TC_KERNEL(attn_turbo2_tc, 2, false)
