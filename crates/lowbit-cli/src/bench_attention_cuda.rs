@@ -10,7 +10,8 @@ use serde::Serialize;
 #[derive(clap::Args)]
 pub struct Args {
     /// Attention kernels timed on the GPU (`;`-separated): a KV codec, or
-    /// `turbo4-tc` / `turbo2-tc` for the tensor-core kernels.
+    /// `turbo4-tc` / `turbo3-tc` / `turbo2-tc` / `kivi2-tc` for the
+    /// tensor-core kernels.
     #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4-tc;turbo4;turbo3-tc;turbo3;turbo2-tc;turbo2;kivi4;kivi2-tc;kivi2")]
     gpu_codecs: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
