@@ -142,28 +142,29 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
         for t in 0..n_comp {
             for h in 0..kvh {
                 for p in 0..2 {
-                    let (g, cpu): (Vec<u8>, Vec<u8>) = match (codec, p) {
+                    // The GPU's bytes, the CPU's for the same input, and that input.
+                    let (g, cpu, input): (Vec<u8>, Vec<u8>, Vec<f32>) = match (codec, p) {
                         (KvCodec::Kivi(bits), 0) => {
                             if t % 32 != 0 {
                                 continue;
                             }
                             let at = kv.row_at(0, b, t, h, 0);
                             let block: Vec<f32> = (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
-                            (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits))
+                            (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits), block)
                         }
                         _ => {
                             let at = kv.row_at(0, b, t, h, p);
-                            (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?)
+                            (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?, row_of(b, t, h).to_vec())
                         }
                     };
                     same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
                     total += g.len();
-                    let (gd, cd, input) = match (codec, p) {
+                    let (gd, cd) = match (codec, p) {
                         (KvCodec::Kivi(bits), 0) => {
                             let f = |r: &[u8]| (0..32).flat_map(|tt| crate::paged::kivi_key_row(r, tt, bits)).collect::<Vec<f32>>();
-                            (f(&g), f(&cpu), (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect())
+                            (f(&g), f(&cpu))
                         }
-                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?, row_of(b, t, h).to_vec()),
+                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?),
                     };
                     let sq = |d: &[f32]| d.iter().zip(&input).map(|(a, x)| (*a as f64 - *x as f64).powi(2)).sum::<f64>();
                     gpu_err += sq(&gd);

@@ -140,7 +140,6 @@ impl Gpu {
             .map(|a| match a {
                 Arg::Ptr(v) => v as *mut u64 as *mut _,
                 Arg::I32(v) => v as *mut i32 as *mut _,
-                Arg::I64(v) => v as *mut i64 as *mut _,
                 Arg::F32(v) => v as *mut f32 as *mut _,
             })
             .collect();
@@ -171,6 +170,5 @@ impl Gpu {
 pub enum Arg {
     Ptr(u64),
     I32(i32),
-    I64(i64),
     F32(f32),
 }

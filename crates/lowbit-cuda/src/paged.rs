@@ -75,6 +75,10 @@ impl KvCodec {
     pub fn value_region_bytes(self) -> usize {
         BLOCK_TOKENS * self.token_bytes()
     }
+    /// Whether attention_tc.cu has a tensor-core kernel for this codec.
+    pub fn has_tensor_core_kernel(self) -> bool {
+        matches!(self, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2))
+    }
     /// The lowbit-quant format of a (value) row: the CPU reference.
     pub fn cpu_format(self) -> Result<Format> {
         let spec = match self {
@@ -103,7 +107,7 @@ impl AttnKernel {
             None => (s, false),
         };
         let codec = KvCodec::parse(c)?;
-        if tensor_cores && !matches!(codec, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2)) {
+        if tensor_cores && !codec.has_tensor_core_kernel() {
             return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc, turbo3-tc, turbo2-tc and kivi2-tc exist)")));
         }
         Ok(AttnKernel { codec, tensor_cores })
@@ -325,7 +329,7 @@ impl<'g> GpuKv<'g> {
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb, ns, r) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64, nsplit as i32, self.window as i32);
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
-        if !matches!(self.codec, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2)) {
+        if !self.codec.has_tensor_core_kernel() {
             return Err(CudaError::Shape(format!("no tensor-core attention for {}", self.codec.name())));
         }
         let kv_bytes = (self.codec.key_region_bytes() + self.codec.value_region_bytes()) as u32;
