@@ -65,20 +65,19 @@ __device__ __forceinline__ void words(const u8* p, int sh, u32 w[N]) {
     }
 }
 
-// Unnormalized Walsh–Hadamard transform of the G rows of x at once, by
-// `nt` threads (one butterfly per thread and stage); ends synchronized.
-__device__ void fwht_heads(float (*x)[D], int nt) {
-    for (int len = 1; len < D; len <<= 1) {
-        __syncthreads();
-        for (int t = threadIdx.x; t < G * D / 2; t += nt) {
-            const int g = t / (D / 2), i = t % (D / 2);
-            const int j = (i / len) * 2 * len + (i % len);
-            const float u = x[g][j], v = x[g][j + len];
-            x[g][j] = u + v;
-            x[g][j + len] = u - v;
+// Unnormalized Walsh–Hadamard transform of a 128-vector held by one warp,
+// dimensions 4·lane + 0..3: two steps in the lane, five by shuffles.
+__device__ __forceinline__ float4 fwht_warp(float4 v, int lane) {
+    const float a0 = v.x + v.y, a1 = v.x - v.y, a2 = v.z + v.w, a3 = v.z - v.w;
+    float x[4] = {a0 + a2, a1 + a3, a0 - a2, a1 - a3};
+    #pragma unroll
+    for (int m = 1; m < 32; m <<= 1)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float y = __shfl_xor_sync(0xffffffffu, x[e], m);
+            x[e] = lane & m ? y - x[e] : x[e] + y;
         }
-    }
-    __syncthreads();
+    return make_float4(x[0], x[1], x[2], x[3]);
 }
 
 // Dynamic shared memory: the code table, 256 rows of 256 B, at a 64 KB-
@@ -143,13 +142,14 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     const int mine = b0 + w + NW * lane < max_blocks ? tab[b0 + w + NW * lane] : 0;
     // Lane l holds level l (of 16 or 4) for the table below.
     const float lv = levels[lane & ((1 << BITS) - 1)];
-    // This thread's elements of the G query heads, sign-flipped.
-    constexpr int QPT = (G * D + TC_NT - 1) / TC_NT;
-    float qv[QPT];
-    #pragma unroll
-    for (int k = 0; k < QPT; k++) {
-        const int x = threadIdx.x + k * TC_NT;
-        qv[k] = x < G * D ? q[((i64)b * kvh * G + h * G) * D + x] * (KIVI ? 1.f : signs[x % D]) : 0.f;
+    // Warp w < G: query head w, dimensions 4·lane .. 4·lane + 3, sign-flipped.
+    float4 qv = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (w < G) {
+        qv = *(const float4*)(q + ((i64)b * kvh * G + h * G + w) * D + 4 * lane);
+        if (!KIVI) {
+            const float4 sg = *(const float4*)(signs + 4 * lane);
+            qv.x *= sg.x, qv.y *= sg.y, qv.z *= sg.z, qv.w *= sg.w;
+        }
     }
     const int nblk = (n + BT - 1) / BT;
     const int b1 = min(nblk, b0 + blocks_per_split);
@@ -180,7 +180,12 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
         cp_async_commit();
     }
 
-    __shared__ float qs[G][D];
+    // Rotated q rows: row g keeps dimension x at QROW·g + x + 4·(x / 32), so
+    // the fragment loads below (16 bytes per lane, rows gi & 3, dimensions
+    // 32·ci + 4·ks) hit eight distinct bank groups per quarter warp
+    // (unpadded rows: 16-way conflicts).
+#define QROW (D + 16)
+    __shared__ __align__(16) float qs[G * QROW];
     // Table: warp w writes rows w, w + NW, …, a row at a time (each lane its
     // own copy: one conflict-free store per row; a thread per row was a
     // 32-way bank conflict). Levels come from the lanes by shuffle.
@@ -195,28 +200,25 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
             ((uint2*)pair_lut)[32 * e + lane] = make_uint2(v0, v1);
         }
     }
-    // Rotated q of the G heads: signs (above), then the Walsh–Hadamard
-    // transform of all heads at once (one butterfly per thread and stage).
-    #pragma unroll
-    for (int k = 0; k < QPT; k++) {
-        const int x = threadIdx.x + k * TC_NT;
-        if (x < G * D) qs[x / D][x % D] = qv[k];
+    // Rotated q: each head's Walsh–Hadamard transform by its warp in
+    // registers (was 7 block-wide barriers); one barrier for the table and q.
+    if (w < G) {
+        if (!KIVI) qv = fwht_warp(qv, lane);
+        *(float4*)(qs + QROW * w + 4 * lane + 4 * (lane / 8)) = qv;
     }
-    if (KIVI) __syncthreads();
-    else fwht_heads(qs, TC_NT);
+    __syncthreads();
     // Q fragments: row gi = head gi & 3 (f16 part for gi < 4, remainder
     // otherwise); k-step ks covers dimensions 32·ci + 4·ks + 0..3.
     u32 qa[8], qb[8];
     {
-        const float* qr = qs[gi & 3];
+        const float* qr = qs + QROW * (gi & 3) + 36 * ci;
         #pragma unroll
         for (int ks = 0; ks < 8; ks++) {
+            const float4 x4 = *(const float4*)(qr + 4 * ks);
+            const float xs[4] = {x4.x * QSCALE, x4.y * QSCALE, x4.z * QSCALE, x4.w * QSCALE};
             float v[4];
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = qr[32 * ci + 4 * ks + e] * QSCALE;
-                v[e] = gi < 4 ? x : x - h2f(f2h(x));
-            }
+            for (int e = 0; e < 4; e++) v[e] = gi < 4 ? xs[e] : xs[e] - h2f(f2h(xs[e]));
             qa[ks] = pack_h2(v[0], v[1]);
             qb[ks] = pack_h2(v[2], v[3]);
         }
@@ -554,7 +556,7 @@ extern "C" __global__ void __launch_bounds__(G * D)
     u16* wv = wk + FIN_WT * D;
     float* wsc = (float*)(wv + FIN_WT * D);  // [G][FIN_WT]
     // wsc + G·FIN_WT: per head the running maximum, the chunk's sum and maximum.
-    __shared__ float x[G][D];
+    __shared__ __align__(16) float x[G][D];
     const int h = blockIdx.x, kvh = gridDim.x, b = blockIdx.y;
     const int g = threadIdx.x / D, d = threadIdx.x % D, hq = h * G + g;
     const float* pp = part + (i64)(b * kvh * G + h * G) * nsplit * (D + 2);  // this KV head's G heads
@@ -653,11 +655,13 @@ extern "C" __global__ void __launch_bounds__(G * D)
         }
         M = mx;
     }
-    // Undo the rotation (turbo; KIVI passes no signs): the transform of the
-    // G heads at once, then signs.
+    // Undo the rotation (turbo; KIVI passes no signs): each head's transform
+    // by one warp, then signs.
     if (signs) {
         x[g][d] = A;
-        fwht_heads(x, G * D);
+        __syncthreads();
+        if (w < G) *(float4*)&x[w][4 * lane] = fwht_warp(*(const float4*)&x[w][4 * lane], lane);
+        __syncthreads();
         A = x[g][d] * 0.08838834764831845f * signs[d];
     }
     const float MM = fmaxf(M, wm);
