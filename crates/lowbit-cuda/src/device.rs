@@ -8,36 +8,25 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{CudaError, Result};
+use crate::paged::{AttnKernel, KvCodec};
 use lowbit_quant::rot::turbo::{REFINE, STRETCHES, STRETCH_MARGIN};
 
 /// Every kernel source, in dependency order.
 pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!("kernels/attention.cu"), include_str!("kernels/attention_tc.cu"), include_str!("kernels/quantize.cu")];
 
-/// Kernels that take dynamic shared memory, and how much (bytes).
-pub const DYNAMIC_SHARED: [(&str, u32); 5] = [
-    ("attn_turbo4_tc", tc_shared(2 * 32 * 66)),
-    ("attn_turbo3_tc", tc_shared(2 * 32 * 50)),
-    ("attn_turbo2_tc", tc_shared(2 * 32 * 34)),
-    ("attn_kivi2_tc", tc_shared(512 + 32 * 32 + 32 * 48)),
-    ("attn_finish_tc", FINISH_SHARED),
-];
-/// attn_finish_tc: 64 window rows of K and V (f16), 64 scores and 3
-/// softmax values per head.
+/// attn_finish_tc's dynamic shared memory: 64 window rows of K and V
+/// (f16), 64 scores and 3 softmax values per head.
 pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
 
-/// Warps per thread block of the tensor-core attention kernels, and the
-/// cache blocks each warp holds in shared memory (`TC_STAGES - 1` copies in
-/// flight while one is used); passed to NVRTC as `-DTC_WARPS`, `-DSTAGES`.
+/// Warps per thread block of the tensor-core attention kernels; passed to
+/// NVRTC as `-DTC_WARPS` (their stage counts: [`KvCodec::tc_stages`]).
 pub const TC_WARPS: u32 = 12;
-pub const TC_STAGES: u32 = 3;
 
-/// The tensor-core attention's dynamic shared memory for a cache whose
-/// block holds `kv_bytes` of one KV head's keys and values: the
-/// lane-private code table (256 rows of 256 B, placed on a 64 KB boundary)
-/// and each warp's stages of a block's K and V regions (+ 16 B each), + one
-/// stage of slack for the alignment.
-pub const fn tc_shared(kv_bytes: u32) -> u32 {
-    256 * 256 + (TC_WARPS * TC_STAGES + 1) * (kv_bytes + 16)
+/// The tensor-core kernels' names and dynamic shared memory, and the finish
+/// kernel's: the kernels that take more than the default 48 KB.
+fn dynamic_shared() -> Vec<(String, u32)> {
+    let tc = KvCodec::TENSOR_CORE.iter().map(|&codec| (AttnKernel { codec, tensor_cores: true }.function(), codec.tc_shared()));
+    tc.chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
 }
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
@@ -74,12 +63,14 @@ pub fn compile(arch: &str) -> Result<Ptx> {
         options: vec![
             "--std=c++17".into(),
             format!("-DTC_WARPS={TC_WARPS}"),
-            format!("-DSTAGES={TC_STAGES}"),
             // The turbo encoder's stretch search, as lowbit-quant's.
             format!("-DTURBO_STRETCHES={}", STRETCHES.iter().map(|a| format!("{a:?}f")).collect::<Vec<_>>().join(",")),
             format!("-DTURBO_REFINE={:?}f", REFINE),
             format!("-DTURBO_MARGIN={:?}f", STRETCH_MARGIN),
-        ],
+        ]
+        .into_iter()
+        .chain(KvCodec::TENSOR_CORE.iter().map(|&codec| format!("-DSTAGES_{}={}", AttnKernel { codec, tensor_cores: true }.function(), codec.tc_stages())))
+        .collect(),
         ..Default::default()
     };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE.concat(), opts).map_err(|e| CudaError::Compile { arch: arch.to_string(), log: e.to_string() })?;
@@ -111,9 +102,9 @@ impl Gpu {
         let (major, minor) = ctx.compute_capability()?;
         let arch = arch_for(major, minor);
         let module = ctx.load_module(compile(&arch)?)?;
-        for (name, bytes) in DYNAMIC_SHARED {
+        for (name, bytes) in dynamic_shared() {
             // With the static shared memory this passes the default 48 KB limit.
-            module.load_function(name)?.set_attribute(cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)?;
+            module.load_function(&name)?.set_attribute(cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)?;
         }
         Ok(Gpu { stream: ctx.default_stream(), name: ctx.name()?, ctx, module, arch })
     }

@@ -75,9 +75,31 @@ impl KvCodec {
     pub fn value_region_bytes(self) -> usize {
         BLOCK_TOKENS * self.token_bytes()
     }
+    /// The codecs attention_tc.cu has a tensor-core kernel for.
+    pub const TENSOR_CORE: [KvCodec; 4] = [KvCodec::Turbo(2), KvCodec::Turbo(3), KvCodec::Turbo(4), KvCodec::Kivi(2)];
+
     /// Whether attention_tc.cu has a tensor-core kernel for this codec.
     pub fn has_tensor_core_kernel(self) -> bool {
-        matches!(self, KvCodec::Turbo(2..=4) | KvCodec::Kivi(2))
+        Self::TENSOR_CORE.contains(&self)
+    }
+    /// Cache blocks each warp of the tensor-core kernel holds in shared
+    /// memory (`tc_stages - 1` copies in flight while one is used), passed
+    /// to NVRTC per kernel. Measured on the H100 (cuda_notes.md, v28):
+    /// turbo4's loop streams at the DRAM's pace, and with 2 stages the
+    /// pipeline drains one block sooner at the end (−3.5 µs at batch 1 ×
+    /// 128K); the compute-bound turbo3 loop was slower with 2.
+    pub fn tc_stages(self) -> u32 {
+        if self == KvCodec::Turbo(4) { 2 } else { 3 }
+    }
+    /// The tensor-core kernel's dynamic shared memory: the lane-private
+    /// code table (256 rows of 256 B, placed on the first 64 KB boundary)
+    /// and each warp's stages of a block's K and V regions (+ 16 B each),
+    /// below the table where they fit, else above it. Enough for any start
+    /// of the region: one stage of slack for the alignment, and never less
+    /// than the table's worst-case end (64 KB - 1 + 64 KB) when every stage
+    /// fits below it.
+    pub fn tc_shared(self) -> u32 {
+        tc_shared_bytes((self.key_region_bytes() + self.value_region_bytes()) as u32, self.tc_stages())
     }
     /// The lowbit-quant format of a (value) row: the CPU reference.
     pub fn cpu_format(self) -> Result<Format> {
@@ -89,6 +111,11 @@ impl KvCodec {
         };
         Ok(Format::parse(&spec)?)
     }
+}
+
+/// [`KvCodec::tc_shared`] for a block's K + V bytes of one head and a stage count.
+fn tc_shared_bytes(kv_bytes: u32, stages: u32) -> u32 {
+    (256 * 256 + (crate::device::TC_WARPS * stages + 1) * (kv_bytes + 16)).max(2 * 256 * 256)
 }
 
 /// A decode-attention kernel: the codec it reads and whether it runs the
@@ -332,12 +359,11 @@ impl<'g> GpuKv<'g> {
         if !self.codec.has_tensor_core_kernel() {
             return Err(CudaError::Shape(format!("no tensor-core attention for {}", self.codec.name())));
         }
-        let kv_bytes = (self.codec.key_region_bytes() + self.codec.value_region_bytes()) as u32;
         // KIVI is not rotated: no signs (a null pointer), for the finish kernel too.
         let (sp, _gs) = self.signs_dev.device_ptr(s);
         let sp = if matches!(self.codec, KvCodec::Kivi(_)) { 0 } else { sp };
         let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: crate::device::tc_shared(kv_bytes) };
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: self.codec.tc_shared() };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&sp).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
         // SAFETY: argument list matches attn_{turbo2,turbo3,turbo4,kivi2}_tc in attention_tc.cu; the caller checked the buffer sizes.
@@ -472,6 +498,23 @@ mod tests {
             eprintln!("turbo{bits}: scale {s}, largest f16 rounding error {before:.2e} → {after:.2e}");
             assert!((1.0..2.0).contains(&s) && after <= before);
             assert!(after < 0.6 * before, "turbo{bits}: {after}");
+        }
+    }
+
+    #[test]
+    fn tensor_core_shared_memory_fits_the_layout_wherever_it_starts() {
+        // attention_tc.cu: the table at the first 64 KB boundary, `below`
+        // bytes in; as many stage slots as fit below it, the rest above.
+        for codec in KvCodec::TENSOR_CORE {
+            let kv = (codec.key_region_bytes() + codec.value_region_bytes()) as u32;
+            for stages in 1..=4 {
+                let (alloc, slot, slots) = (tc_shared_bytes(kv, stages), kv + 16, crate::device::TC_WARPS * stages);
+                for below in (0..65536).step_by(16) {
+                    let above = slots.saturating_sub(below / slot);
+                    assert!(below + 65536 + above * slot <= alloc, "{codec:?}, {stages} stages, table {below} B in");
+                }
+            }
+            assert_eq!(codec.tc_shared(), tc_shared_bytes(kv, codec.tc_stages()));
         }
     }
 }

@@ -24,11 +24,12 @@
 // subset of dimensions (tokens) as long as both operands agree: threads
 // read contiguous code bytes instead of the MMA's native columns.
 
-// Warps per thread block (they share one table) and cache blocks per warp
-// in shared memory (STAGES - 1 in flight while one is used): set by the
-// host at compile time (device.rs: TC_WARPS, TC_STAGES).
-#if !defined(TC_WARPS) || !defined(STAGES)
-#error "compile with -DTC_WARPS=… -DSTAGES=… (device.rs passes them)"
+// Warps per thread block (they share one table), and per kernel the cache
+// blocks each warp holds in shared memory (STAGES - 1 in flight while one
+// is used): set by the host at compile time (device.rs: TC_WARPS, and
+// STAGES_<kernel> from paged.rs's KvCodec::tc_stages).
+#if !defined(TC_WARPS)
+#error "compile with -DTC_WARPS=… and -DSTAGES_attn_…_tc=… (device.rs passes them)"
 #endif
 #define NW TC_WARPS
 #define TC_NT (32 * NW)
@@ -89,8 +90,8 @@ __device__ __forceinline__ float4 fwht_warp(float4 v, int lane) {
 // entry e = the levels of its 4 codes as two f16 pairs (one 64-bit load =
 // both operand registers of a k-step) at 256e + 8l. Each warp's stages
 // fill the space below and above it; the table's space is reused for the
-// final merge. The host allocates TC_LUT_BYTES + (NW·STAGES + 1) slots
-// (device.rs: tc_shared).
+// final merge. The host allocates TC_LUT_BYTES + (NW·STAGES + 1) slots,
+// at least 2 · TC_LUT_BYTES (paged.rs: KvCodec::tc_shared).
 #define TC_LUT_BYTES (256 * 256)
 // Merge rows keep dimension 16c + x at 17c + x: the warps' stores of
 // dimensions 16·gi + … (gi = 0..7) then fall in distinct banks (were 8-way
@@ -109,7 +110,7 @@ struct TcMerge {
 // key operands are exact; q is multiplied by S once per k-step (f16x2),
 // the score's Σ q·M comes from one more MMA whose B column 0 is M (exact:
 // M is stored in f16); value operands become k·d + m by one f16x2 FMA.
-template <int BITS, bool KIVI>
+template <int BITS, bool KIVI, int STAGES>
 __device__ void attn_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
@@ -532,8 +533,8 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
-        attn_tc<BITS, KIVI>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split, nparts, levels,    \
-                            signs, part, attn_scale, level_scale);                                                     \
+        attn_tc<BITS, KIVI, STAGES_##NAME>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split,     \
+                                           nparts, levels, signs, part, attn_scale, level_scale);                      \
     }
 TC_KERNEL(attn_turbo2_tc, 2, false)
 TC_KERNEL(attn_turbo3_tc, 3, false)
