@@ -200,21 +200,26 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
 }
 
 /// Check quantize-on-append and decode attention of every codec against
-/// the CPU on the same bytes: 2 sequences of 1000 compressed tokens (a
-/// partial last block) plus 40 of 64 window rows, 8 KV heads, scattered
-/// blocks, the second of two copies. The quantize check runs once per codec.
-pub fn check(gpu: &Gpu, kernels: &[AttnKernel]) -> Result<Vec<Check>> {
+/// the CPU on the same bytes: 2 sequences, 8 KV heads, scattered blocks,
+/// 40 of 64 window rows. Quantize: 1000 compressed tokens (a partial last
+/// block), once per codec. Attention: `tokens` compressed tokens (KIVI:
+/// rounded down to whole blocks), the second of two calls on two copies.
+pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Check>> {
     let mut out = Vec::new();
     let (batch, kvh) = (2, 8);
+    // KIVI keys are coded per full block: whole blocks there.
+    let whole = |codec: KvCodec, n: usize| if matches!(codec, KvCodec::Kivi(_)) { n / 32 * 32 } else { n };
     for (ki, &kernel) in kernels.iter().enumerate() {
         let codec = kernel.codec;
-        // KIVI keys are coded per full block: 992 tokens (31 blocks) there.
-        let n_comp = if matches!(codec, KvCodec::Kivi(_)) { 992 } else { 1000 };
+        if !kernels[..ki].iter().any(|k| k.codec == codec) {
+            quant_check(gpu, &mut GpuKv::new(gpu, codec, batch, kvh, whole(codec, 1000), 64, 40, 2, 7)?, &mut out)?;
+        }
+        let n_comp = whole(codec, tokens);
+        if n_comp == 0 {
+            return Err(crate::CudaError::Shape(format!("the attention check needs at least one compressed block ({tokens} tokens)")));
+        }
         let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, 64, 40, 2, 7)?;
         kv.tensor_cores = kernel.tensor_cores;
-        if !kernels[..ki].iter().any(|k| k.codec == codec) {
-            quant_check(gpu, &mut kv, &mut out)?;
-        }
         // Attention check on copy 1.
         fill_cache(gpu, &mut kv, 100)?;
         let heads = kvh * GROUP;
@@ -222,6 +227,9 @@ pub fn check(gpu: &Gpu, kernels: &[AttnKernel]) -> Result<Vec<Check>> {
         let q = gpu.stream.clone_htod(&qh)?;
         let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
         let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
+        // A call on copy 0 first: the checked call is a second one (the
+        // block counters must have been reset in between).
+        kv.attend(0, &q, &mut part, &mut o)?;
         gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
         kv.attend(1, &q, &mut part, &mut o)?;
         let got = gpu.stream.clone_dtoh(&o)?;
