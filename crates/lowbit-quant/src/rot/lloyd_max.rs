@@ -14,6 +14,9 @@ pub struct Codebook {
     pub bounds: Vec<f32>,
     /// Expected squared error per coordinate under the design density.
     pub mse: f64,
+    /// Probability of each level (the mass of its cell) under the design
+    /// density.
+    pub mass: Vec<f64>,
 }
 
 impl Codebook {
@@ -111,16 +114,19 @@ fn design(law: Law, bits: u32) -> Codebook {
         bounds[j] = 0.5 * (levels[j] + levels[j + 1]);
     }
     let mut err = 0f64;
+    let mut mass = vec![0f64; k];
     for j in 0..k {
         let a = if j == 0 { 0 } else { idx(bounds[j - 1]) };
         let b = if j == k - 1 { GRID } else { idx(bounds[j]) };
         let c = levels[j];
         err += (m2[b] - m2[a]) - 2.0 * c * (m1[b] - m1[a]) + c * c * (m0[b] - m0[a]);
+        mass[j] = (m0[b] - m0[a]) / total;
     }
     Codebook {
         levels: levels.iter().map(|&v| v as f32).collect(),
         bounds: bounds.iter().map(|&v| v as f32).collect(),
         mse: err / total,
+        mass,
     }
 }
 
