@@ -227,8 +227,8 @@ pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Che
         let q = gpu.stream.clone_htod(&qh)?;
         let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
         let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
-        // A call on copy 0 first: the checked call is a second one (the
-        // block counters must have been reset in between).
+        // A call on copy 0 first, so the checked call is a second one:
+        // nothing a call leaves behind may change the next.
         kv.attend(0, &q, &mut part, &mut o)?;
         gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
         kv.attend(1, &q, &mut part, &mut o)?;
