@@ -207,18 +207,21 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
 pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Check>> {
     let mut out = Vec::new();
     let (batch, kvh) = (2, 8);
-    // KIVI keys are coded per full block: whole blocks there.
-    let whole = |codec: KvCodec, n: usize| if matches!(codec, KvCodec::Kivi(_)) { n / 32 * 32 } else { n };
+    // A cache of n compressed tokens per sequence; KIVI keys are coded per
+    // full block: whole blocks there.
+    let cache = |codec: KvCodec, asked: usize| {
+        let n = if matches!(codec, KvCodec::Kivi(_)) { asked / 32 * 32 } else { asked };
+        if n == 0 {
+            return Err(crate::CudaError::Shape(format!("the check needs at least one compressed block ({asked} tokens)")));
+        }
+        GpuKv::new(gpu, codec, batch, kvh, n, 64, 40, 2, 7)
+    };
     for (ki, &kernel) in kernels.iter().enumerate() {
         let codec = kernel.codec;
         if !kernels[..ki].iter().any(|k| k.codec == codec) {
-            quant_check(gpu, &mut GpuKv::new(gpu, codec, batch, kvh, whole(codec, 1000), 64, 40, 2, 7)?, &mut out)?;
+            quant_check(gpu, &mut cache(codec, 1000)?, &mut out)?;
         }
-        let n_comp = whole(codec, tokens);
-        if n_comp == 0 {
-            return Err(crate::CudaError::Shape(format!("the attention check needs at least one compressed block ({tokens} tokens)")));
-        }
-        let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, 64, 40, 2, 7)?;
+        let mut kv = cache(codec, tokens)?;
         kv.tensor_cores = kernel.tensor_cores;
         // Attention check on copy 1.
         fill_cache(gpu, &mut kv, 100)?;

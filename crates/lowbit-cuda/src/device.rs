@@ -22,11 +22,15 @@ pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
 /// NVRTC as `-DTC_WARPS` (their stage counts: [`KvCodec::tc_stages`]).
 pub const TC_WARPS: u32 = 12;
 
+/// Each tensor-core attention kernel's name and codec.
+fn tc_kernels() -> impl Iterator<Item = (String, KvCodec)> {
+    KvCodec::TENSOR_CORE.into_iter().map(|codec| (AttnKernel { codec, tensor_cores: true }.function(), codec))
+}
+
 /// The tensor-core kernels' names and dynamic shared memory, and the finish
 /// kernel's: the kernels that take more than the default 48 KB.
 fn dynamic_shared() -> Vec<(String, u32)> {
-    let tc = KvCodec::TENSOR_CORE.iter().map(|&codec| (AttnKernel { codec, tensor_cores: true }.function(), codec.tc_shared()));
-    tc.chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
+    tc_kernels().map(|(name, codec)| (name, codec.tc_shared())).chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
 }
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
@@ -69,7 +73,7 @@ pub fn compile(arch: &str) -> Result<Ptx> {
             format!("-DTURBO_MARGIN={:?}f", STRETCH_MARGIN),
         ]
         .into_iter()
-        .chain(KvCodec::TENSOR_CORE.iter().map(|&codec| format!("-DSTAGES_{}={}", AttnKernel { codec, tensor_cores: true }.function(), codec.tc_stages())))
+        .chain(tc_kernels().map(|(name, codec)| format!("-DSTAGES_{name}={}", codec.tc_stages())))
         .collect(),
         ..Default::default()
     };

@@ -4,8 +4,8 @@
 //! for the device's architecture (sm_90a on Hopper) once per process:
 //! quantize-on-append into a paged KV cache (f16, q8_0, turbo2/3/4,
 //! kivi2/4) and split-K decode attention (CUDA cores; tensor cores for
-//! turbo2/3/4 and kivi2) that reads the compressed blocks through each sequence's block
-//! table, grouped-query heads, any batch, an f16 recent
+//! turbo2/3/4 and kivi2) that reads the compressed blocks through each
+//! sequence's block table, grouped-query heads, any batch, an f16 recent
 //! window ([`paged::GpuKv`]). Built on cudarc with dynamic loading: the
 //! binary builds without CUDA, and every entry point returns
 //! [`CudaError::NoDriver`] / [`CudaError::NoNvrtc`] where the libraries are
