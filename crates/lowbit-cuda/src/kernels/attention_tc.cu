@@ -19,7 +19,8 @@
 // both registers of a k-step at once; 3-bit: a 6-bit field = two
 // neighbouring dimensions, for values two tokens' pairs regrouped by
 // byte permutes). Each lane has its own copy of the
-// table in its own bank, so random codes never conflict. The dot products
+// table in its own bank, so random codes never conflict. (kivi2's codes
+// are integers 0..3 and need no table: code2_h2.) The dot products
 // are sums over d (and t), so each thread's fragment may take any fixed
 // subset of dimensions (tokens) as long as both operands agree: threads
 // read contiguous code bytes instead of the MMA's native columns.
@@ -37,6 +38,21 @@
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 __device__ __forceinline__ u32 hmul2(u32 a, u32 b) { u32 r; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b)); return r; }
 __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) { u32 r; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c)); return r; }
+
+// The f16x2 pair (c, c') of the 2-bit codes at bits 2m and 16 + 2m of x
+// (m = 0..7; x10 = x >> 10 serves m = 5..7), exact: OR-ed into the
+// mantissa of 1024 (`h1024` = 0x64006400) a code at bit 2k gives
+// 1024 + c·4^k, and one f16x2 FMA by (4^-k, −1024·4^-k) leaves c (no table
+// load: kivi2, cuda_notes.md v33). `h1024` comes as a value the compiler
+// cannot fold, so it stays in one register and the mask is the LOP3's
+// immediate (as a constant, ptxas put each mask in a register instead:
+// ~180 extra moves).
+__device__ __forceinline__ u32 code2_h2(u32 x, u32 x10, int m, u32 h1024) {
+    const int k = m < 5 ? m : m - 5;
+    const u32 t = ((m < 5 ? x : x10) & (0x00030003u << 2 * k)) | h1024;
+    const u32 sc = (15u - 2 * k) << 10, bias = 0x8000u | ((25u - 2 * k) << 10);
+    return hfma2(t, sc | sc << 16, bias | bias << 16);
+}
 
 __device__ __forceinline__ void mma16816(float c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -105,11 +121,12 @@ struct TcMerge {
 
 // KIVI (kivi2 caches): no rotation; keys are bare 2-bit codes with a
 // per-channel scale S and minimum M per block (region header), values
-// uniform 2-bit with a scale and minimum per token and group of 32. The
-// code table holds the codes themselves (levels 0..3, exact in f16), so
-// key operands are exact; q is multiplied by S once per k-step (f16x2),
-// the score's Σ q·M comes from one more MMA whose B column 0 is M (exact:
-// M is stored in f16); value operands become k·d + m by one f16x2 FMA.
+// uniform 2-bit with a scale and minimum per token and group of 32. No
+// table: code2_h2 turns codes into exact f16 operands with two integer /
+// f16x2 instructions, so key operands are exact; q is multiplied by S once
+// per k-step (f16x2), the score's Σ q·M comes from one more MMA whose B
+// column 0 is M (exact: M is stored in f16); value operands become k·d + m
+// by one more f16x2 FMA. (The table's space is only used for the merge.)
 template <int BITS, bool KIVI, int STAGES>
 __device__ void attn_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
@@ -190,7 +207,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     // Table: warp w writes rows w, w + NW, …, a row at a time (each lane its
     // own copy: one conflict-free store per row; a thread per row was a
     // 32-way bank conflict). Levels come from the lanes by shuffle.
-    for (int e = w; e < (BITS == 3 ? 64 : 256); e += NW) {
+    for (int e = w; e < (KIVI ? 0 : BITS == 3 ? 64 : 256); e += NW) {
         if (BITS == 4) {
             pair_lut[64 * e + lane] = pack_h2(__shfl_sync(0xffffffffu, lv, e & 15), __shfl_sync(0xffffffffu, lv, e >> 4));
         } else if (BITS == 3) {
@@ -215,7 +232,10 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
         const float* qr = qs + QROW * (gi & 3) + 36 * ci;
         #pragma unroll
         for (int ks = 0; ks < 8; ks++) {
-            const float4 x4 = *(const float4*)(qr + 4 * ks);
+            // KIVI: k-step 4h + p takes dimensions 16h + 2p + {0, 8} (qa)
+            // and + {1, 9} (qb), the code pairs code2_h2 makes.
+            const float2 u = *(const float2*)(qr + 16 * (ks / 4) + 2 * (ks % 4)), u8 = *(const float2*)(qr + 16 * (ks / 4) + 2 * (ks % 4) + 8);
+            const float4 x4 = KIVI ? make_float4(u.x, u8.x, u.y, u8.y) : *(const float4*)(qr + 4 * ks);
             const float xs[4] = {x4.x * QSCALE, x4.y * QSCALE, x4.z * QSCALE, x4.w * QSCALE};
             float v[4];
             #pragma unroll
@@ -253,6 +273,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     };
     // `levels` come multiplied by level_scale (closer to f16 values); divide it out.
     const float kscale = QSCALE * attn_scale / level_scale, vscale = QSCALE / level_scale;
+    const u32 h1024 = 0x64006400u + (blockDim.y - 1);  // blockDim.y is 1 (code2_h2)
 
     float o[8][4];
     #pragma unroll
@@ -280,25 +301,31 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
             float s[4][2];
             float kc = 0.f;  // KIVI: Σ q·M of head gi & 3
             if (KIVI) {
-                // Codes of token 8j + gi, dimensions 32ci..: 8 bytes; byte ks
-                // = the k-step's 4 codes. Per k-step the channels' (S, M)
-                // pairs (one 16-byte load), then the 4 token groups and the
-                // minima column.
+                // Codes of token 8j + gi, dimensions 32ci..: 8 bytes = two
+                // words of 16 dimensions (2 bits each, from bit 0). Per
+                // k-step the 4 channels' (S, M) pairs (two 8-byte loads),
+                // then the 4 token groups and the minima column.
                 uint2 kw[4];
                 #pragma unroll
                 for (int j = 0; j < 4; j++) kw[j] = *(const uint2*)(kb + 4 * D + 32 * (8 * j + gi) + 8 * ci);
                 float c[5][4] = {};
+                u32 kw10[4][2];
+                #pragma unroll
+                for (int j = 0; j < 4; j++) kw10[j][0] = kw[j].x >> 10, kw10[j][1] = kw[j].y >> 10;
+                #pragma unroll
                 #pragma unroll
                 for (int ks = 0; ks < 8; ks++) {
-                    const uint4 sm = *(const uint4*)(kb + 4 * (32 * ci + 4 * ks));
-                    const u32 s01 = __byte_perm(sm.x, sm.y, 0x5410), m01 = __byte_perm(sm.x, sm.y, 0x7632);
-                    const u32 s23 = __byte_perm(sm.z, sm.w, 0x5410), m23 = __byte_perm(sm.z, sm.w, 0x7632);
+                    // Channels 32ci + 16h + 2p + {0, 1} and + {8, 9} (k-step 4h + p).
+                    const int ch = 32 * ci + 16 * (ks / 4) + 2 * (ks % 4);
+                    const uint2 sa = *(const uint2*)(kb + 4 * ch), sb = *(const uint2*)(kb + 4 * (ch + 8));
+                    const u32 s01 = __byte_perm(sa.x, sb.x, 0x5410), m01 = __byte_perm(sa.x, sb.x, 0x7632);
+                    const u32 s23 = __byte_perm(sa.y, sb.y, 0x5410), m23 = __byte_perm(sa.y, sb.y, 0x7632);
                     // q·S once per k-step (not k·S per token): the codes stay exact.
                     const u32 qs0 = hmul2(qa[ks], s01), qs1 = hmul2(qb[ks], s23);
                     #pragma unroll
                     for (int j = 0; j < 4; j++) {
-                        const uint2 e = lut2(ks < 4 ? kw[j].x : kw[j].y, ks & 3);
-                        mma16816(c[j], qs0, 0u, qs1, 0u, e.x, e.y);
+                        const u32 x = ks < 4 ? kw[j].x : kw[j].y, x10 = kw10[j][ks / 4];
+                        mma16816(c[j], qs0, 0u, qs1, 0u, code2_h2(x, x10, 2 * (ks % 4), h1024), code2_h2(x, x10, 2 * (ks % 4) + 1, h1024));
                     }
                     mma16816(c[4], qa[ks], 0u, qb[ks], 0u, gi == 0 ? m01 : 0u, gi == 0 ? m23 : 0u);
                 }
@@ -432,7 +459,17 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                     words<NWV>(v0 + 8 * TB, 16, wv[2]);
                     words<NWV>(v0 + 9 * TB + 2, 0, wv[3]);
                 }
-                if (BITS == 4) {
+                if (KIVI) {
+                    // Row gi of m-tile mt = dimension 16gi + mt, row gi + 8 =
+                    // 16gi + 8 + mt: the low / high halves of the token pairs' words.
+                    const u32 pl = __byte_perm(wv[0][0], wv[1][0], 0x5410), ph = __byte_perm(wv[0][0], wv[1][0], 0x7632);
+                    const u32 ql = __byte_perm(wv[2][0], wv[3][0], 0x5410), qh = __byte_perm(wv[2][0], wv[3][0], 0x7632);
+                    const u32 pl10 = pl >> 10, ph10 = ph >> 10, ql10 = ql >> 10, qh10 = qh >> 10;
+                    #pragma unroll
+                    for (int mt = 0; mt < 8; mt++)
+                        mma16816(o[mt], hfma2(code2_h2(pl, pl10, mt, h1024), d01, m01), hfma2(code2_h2(ph, ph10, mt, h1024), d01, m01),
+                                 hfma2(code2_h2(ql, ql10, mt, h1024), d89, m89), hfma2(code2_h2(qh, qh10, mt, h1024), d89, m89), pb[2 * tt], pb[2 * tt + 1]);
+                } else if (BITS == 4) {
                     #pragma unroll
                     for (int k = 0; k < 2; k++) {
                         // Byte j of ev / od: codes of dimension 16·gi + 8k + 2j (+ 1)
@@ -462,11 +499,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                     #pragma unroll
                     for (int mt = 0; mt < 8; mt++) {
                         const uint2 lo = lut2(mt & 1 ? od[0] : ev[0], mt >> 1), hi = lut2(mt & 1 ? od[1] : ev[1], mt >> 1);
-                        if (KIVI)
-                            mma16816(o[mt], hfma2(lo.x, d01, m01), hfma2(lo.y, d01, m01), hfma2(hi.x, d89, m89), hfma2(hi.y, d89, m89),
-                                     pb[2 * tt], pb[2 * tt + 1]);
-                        else
-                            mma16816(o[mt], lo.x, lo.y, hi.x, hi.y, pb[2 * tt], pb[2 * tt + 1]);
+                        mma16816(o[mt], lo.x, lo.y, hi.x, hi.y, pb[2 * tt], pb[2 * tt + 1]);
                     }
                 }
             }
@@ -496,11 +529,11 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     if (ci < 2) {
         #pragma unroll
         for (int mt = 0; mt < 8; mt++) {
-            const int d = 16 * gi + 2 * mt;
+            const int d = KIVI ? 16 * gi + mt : 16 * gi + 2 * mt, d1 = KIVI ? d + 8 : d + 1;
             mg.o[w][2 * ci][mcol(d)] = o[mt][0];
             mg.o[w][2 * ci + 1][mcol(d)] = o[mt][1];
-            mg.o[w][2 * ci][mcol(d + 1)] = o[mt][2];
-            mg.o[w][2 * ci + 1][mcol(d + 1)] = o[mt][3];
+            mg.o[w][2 * ci][mcol(d1)] = o[mt][2];
+            mg.o[w][2 * ci + 1][mcol(d1)] = o[mt][3];
         }
     }
     if (ci == 0 && gi < G) {
