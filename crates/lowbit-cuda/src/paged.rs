@@ -87,9 +87,10 @@ impl KvCodec {
     /// to NVRTC per kernel. Measured on the H100 (cuda_notes.md, v28):
     /// turbo4's loop streams at the DRAM's pace, and with 2 stages the
     /// pipeline drains one block sooner at the end (−3.5 µs at batch 1 ×
-    /// 128K); the compute-bound turbo3 loop was slower with 2.
+    /// 128K); the compute-bound turbo3 loop was slower with 2. kivi2
+    /// (v33, no table lookups) is ~1 µs faster with 2 at batch 1 and 8 × 32K.
     pub fn tc_stages(self) -> u32 {
-        if self == KvCodec::Turbo(4) { 2 } else { 3 }
+        if matches!(self, KvCodec::Turbo(4) | KvCodec::Kivi(2)) { 2 } else { 3 }
     }
     /// The tensor-core kernel's dynamic shared memory: the lane-private
     /// code table (256 rows of 256 B, placed on the first 64 KB boundary)
