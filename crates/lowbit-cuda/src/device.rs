@@ -73,7 +73,7 @@ pub fn compile(arch: &str) -> Result<Ptx> {
             format!("-DTURBO_MARGIN={:?}f", STRETCH_MARGIN),
         ]
         .into_iter()
-        .chain(tc_kernels().map(|(name, codec)| format!("-DSTAGES_{name}={}", codec.tc_stages())))
+        .chain(tc_kernels().flat_map(|(name, codec)| [format!("-DSTAGES_{name}={}", codec.tc_stages()), format!("-DPF_{name}={}", codec.tc_prefetch())]))
         .collect(),
         ..Default::default()
     };

@@ -92,6 +92,13 @@ impl KvCodec {
     pub fn tc_stages(self) -> u32 {
         if matches!(self, KvCodec::Turbo(4) | KvCodec::Kivi(2)) { 2 } else { 3 }
     }
+    /// How many blocks past its newest copy each warp of the tensor-core
+    /// kernel prefetches into L2 (one bulk prefetch per region; 0 = none).
+    /// Measured on the H100 (cuda_notes.md, v35): turbo4's DRAM-bound loop
+    /// gains from one (−6% at batch 8 × 128K); the others lost 2–9%.
+    pub fn tc_prefetch(self) -> u32 {
+        if self == KvCodec::Turbo(4) { 1 } else { 0 }
+    }
     /// The tensor-core kernel's dynamic shared memory: the lane-private
     /// code table (256 rows of 256 B, placed on the first 64 KB boundary)
     /// and each warp's stages of a block's K and V regions (+ 16 B each),

@@ -27,10 +27,11 @@
 
 // Warps per thread block (they share one table), and per kernel the cache
 // blocks each warp holds in shared memory (STAGES - 1 in flight while one
-// is used): set by the host at compile time (device.rs: TC_WARPS, and
-// STAGES_<kernel> from paged.rs's KvCodec::tc_stages).
+// is used) and blocks it prefetches into L2 past its newest copy: set by
+// the host at compile time (device.rs: TC_WARPS, and STAGES_<kernel> /
+// PF_<kernel> from paged.rs's KvCodec::tc_stages / tc_prefetch).
 #if !defined(TC_WARPS)
-#error "compile with -DTC_WARPS=… and -DSTAGES_attn_…_tc=… (device.rs passes them)"
+#error "compile with -DTC_WARPS=…, -DSTAGES_attn_…_tc=… and -DPF_attn_…_tc=… (device.rs passes them)"
 #endif
 #define NW TC_WARPS
 #define TC_NT (32 * NW)
@@ -127,7 +128,7 @@ struct TcMerge {
 // per k-step (f16x2), the score's Σ q·M comes from one more MMA whose B
 // column 0 is M (exact: M is stored in f16); value operands become k·d + m
 // by one more f16x2 FMA. (The table's space is only used for the merge.)
-template <int BITS, bool KIVI, int STAGES>
+template <int BITS, bool KIVI, int STAGES, int PF>
 __device__ void attn_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
@@ -184,6 +185,18 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
             if (x < RBK / 16) cp_async16(dst + x, k + x);
             else if (x < (RBK + RB) / 16) cp_async16(dst + x, v + (x - RBK / 16));
         }
+    };
+    // The K and V regions of block i into L2 (one bulk prefetch each, lanes
+    // 0 and 1): with PF > 0 the loop prefetches the block PF rounds past
+    // its newest copy, more bytes in flight without shared memory.
+    auto prefetch_l2 = [&](int i) {
+        const int nth = (i - b0 - w) / NW;
+        const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
+        const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
+        const u8* src = lane == 0 ? base + (i64)h * RBK : base + (i64)kvh * RBK + (i64)h * RB;
+#if __CUDA_ARCH__ >= 900
+        if (lane < 2) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(lane == 0 ? RBK : RB) : "memory");
+#endif
     };
     // Let attn_finish_tc launch now (programmatic dependent launch): its
     // blocks take free multiprocessors and do the window part while the
@@ -508,6 +521,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     for (int slot = 0; i < b1; i += NW, slot = slot + 1 == STAGES ? 0 : slot + 1) {
         const int ahead = i + (STAGES - 1) * NW;
         if (ahead < b1) issue(ahead, slot == 0 ? STAGES - 1 : slot - 1);
+        if (PF > 0 && ahead + PF * NW < b1) prefetch_l2(ahead + PF * NW);
         cp_async_commit();
         cp_async_wait<STAGES - 1>();
         __syncwarp();
@@ -566,8 +580,9 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
-        attn_tc<BITS, KIVI, STAGES_##NAME>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, blocks_per_split,     \
-                                           nparts, levels, signs, part, attn_scale, level_scale);                      \
+        attn_tc<BITS, KIVI, STAGES_##NAME, PF_##NAME>(q, pool, table, max_blocks, n_comp, kvh, block_bytes,            \
+                                                      blocks_per_split, nparts, levels, signs, part, attn_scale,       \
+                                                      level_scale);                                                    \
     }
 TC_KERNEL(attn_turbo2_tc, 2, false)
 TC_KERNEL(attn_turbo3_tc, 3, false)
