@@ -217,7 +217,7 @@ impl<'g> GpuKv<'g> {
                 let signs = r.pow2_signs().ok_or_else(|| CudaError::Shape("turbo rotation is not one power-of-two block".into()))?.to_vec();
                 (signs, cb.levels.clone(), cb.bounds.clone(), cb.mass.clone())
             }
-            // KIVI: the tensor-core kernel's table holds the codes themselves.
+            // KIVI: the codes themselves (no kernel reads them: kivi2-tc makes its f16 operands by integer ops).
             (KvCodec::Kivi(_), _) => (vec![1.0; HEAD_DIM], (0..16).map(|c| c as f32).collect(), vec![0.0; 15], vec![]),
             _ => (vec![1.0; HEAD_DIM], vec![0.0; 16], vec![0.0; 15], vec![]),
         };
