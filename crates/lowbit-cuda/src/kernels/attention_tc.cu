@@ -326,7 +326,6 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                 #pragma unroll
                 for (int j = 0; j < 4; j++) kw10[j][0] = kw[j].x >> 10, kw10[j][1] = kw[j].y >> 10;
                 #pragma unroll
-                #pragma unroll
                 for (int ks = 0; ks < 8; ks++) {
                     // Channels 32ci + 16h + 2p + {0, 1} and + {8, 9} (k-step 4h + p).
                     const int ch = 32 * ci + 16 * (ks / 4) + 2 * (ks % 4);
