@@ -91,7 +91,9 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
         }
     }
     let mut kernel_registers = Vec::new();
-    for k in codecs.iter().map(|c| c.function()).chain(quantized.iter().map(|c| format!("quant_{}", c.name()))) {
+    // Every compiled kernel of the chosen ones (turbo4-tc has one for a single sequence too).
+    let attn = codecs.iter().flat_map(|k| if k.tensor_cores { k.codec.tc_kernels().into_iter().map(|(name, _)| name).collect() } else { vec![k.function()] });
+    for k in attn.chain(quantized.iter().map(|c| format!("quant_{}", c.name()))) {
         let f = gpu.function(&k)?;
         kernel_registers.push((k, f.num_regs()?, f.local_size_bytes()?));
     }

@@ -203,13 +203,15 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
 /// the CPU on the same bytes: 2 sequences, 8 KV heads, scattered blocks,
 /// 40 of 64 window rows. Quantize: 1000 compressed tokens (a partial last
 /// block), once per codec. Attention: `tokens` compressed tokens (KIVI:
-/// rounded down to whole blocks), the second of two calls on two copies.
+/// rounded down to whole blocks), the second of two calls on two copies;
+/// where a codec has a tensor-core kernel for one sequence
+/// ([`KvCodec::tc_kernel`]), also with 1 sequence.
 pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Check>> {
     let mut out = Vec::new();
-    let (batch, kvh) = (2, 8);
+    let kvh = 8;
     // A cache of n compressed tokens per sequence; KIVI keys are coded per
     // full block: whole blocks there.
-    let cache = |codec: KvCodec, asked: usize| {
+    let cache = |codec: KvCodec, batch: usize, asked: usize| {
         let n = if matches!(codec, KvCodec::Kivi(_)) { asked / 32 * 32 } else { asked };
         if n == 0 {
             return Err(crate::CudaError::Shape(format!("the check needs at least one compressed block ({asked} tokens)")));
@@ -219,27 +221,31 @@ pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Che
     for (ki, &kernel) in kernels.iter().enumerate() {
         let codec = kernel.codec;
         if !kernels[..ki].iter().any(|k| k.codec == codec) {
-            quant_check(gpu, &mut cache(codec, 1000)?, &mut out)?;
+            quant_check(gpu, &mut cache(codec, 2, 1000)?, &mut out)?;
         }
-        let mut kv = cache(codec, tokens)?;
-        kv.tensor_cores = kernel.tensor_cores;
-        // Attention check on copy 1.
-        fill_cache(gpu, &mut kv, 100)?;
-        let heads = kvh * GROUP;
-        let qh = random_q(batch * heads * HEAD_DIM, 5);
-        let q = gpu.stream.clone_htod(&qh)?;
-        let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
-        let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
-        // A call on copy 0 first, so the checked call is a second one:
-        // nothing a call leaves behind may change the next.
-        kv.attend(0, &q, &mut part, &mut o)?;
-        gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
-        kv.attend(1, &q, &mut part, &mut o)?;
-        let got = gpu.stream.clone_dtoh(&o)?;
-        let pool = gpu.stream.clone_dtoh(&kv.pool)?;
-        let want = reference(&kv, &pool, 1, &qh)?;
-        let e = rel_err(&got, &want);
-        out.push(Check { kernel: kernel.function(), rel_err: e, same_bytes: None, error_ratio: None, pass: e <= TOLERANCE });
+        let narrow = kernel.tensor_cores && codec.tc_kernels().len() > 1;
+        for batch in if narrow { vec![2, 1] } else { vec![2] } {
+            let mut kv = cache(codec, batch, tokens)?;
+            kv.tensor_cores = kernel.tensor_cores;
+            // Attention check on copy 1.
+            fill_cache(gpu, &mut kv, 100)?;
+            let heads = kvh * GROUP;
+            let qh = random_q(batch * heads * HEAD_DIM, 5);
+            let q = gpu.stream.clone_htod(&qh)?;
+            let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
+            let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
+            // A call on copy 0 first, so the checked call is a second one:
+            // nothing a call leaves behind may change the next.
+            kv.attend(0, &q, &mut part, &mut o)?;
+            gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
+            kv.attend(1, &q, &mut part, &mut o)?;
+            let got = gpu.stream.clone_dtoh(&o)?;
+            let pool = gpu.stream.clone_dtoh(&kv.pool)?;
+            let want = reference(&kv, &pool, 1, &qh)?;
+            let e = rel_err(&got, &want);
+            let name = if kernel.tensor_cores { codec.tc_kernel(batch * kvh).0 } else { kernel.function() };
+            out.push(Check { kernel: name, rel_err: e, same_bytes: None, error_ratio: None, pass: e <= TOLERANCE });
+        }
     }
     Ok(out)
 }

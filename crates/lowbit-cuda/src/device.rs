@@ -8,7 +8,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{CudaError, Result};
-use crate::paged::{AttnKernel, KvCodec};
+use crate::paged::{KvCodec, TcShape};
 use lowbit_quant::rot::turbo::{REFINE, STRETCHES, STRETCH_MARGIN};
 
 /// Every kernel source, in dependency order.
@@ -18,19 +18,18 @@ pub const SOURCE: [&str; 4] = [include_str!("kernels/common.cuh"), include_str!(
 /// (f16), 64 scores and 3 softmax values per head.
 pub const FINISH_SHARED: u32 = 64 * 128 * 2 * 2 + 4 * (64 + 3) * 4;
 
-/// Warps per thread block of the tensor-core attention kernels; passed to
-/// NVRTC as `-DTC_WARPS` (their stage counts: [`KvCodec::tc_stages`]).
-pub const TC_WARPS: u32 = 12;
-
-/// Each tensor-core attention kernel's name and codec.
-fn tc_kernels() -> impl Iterator<Item = (String, KvCodec)> {
-    KvCodec::TENSOR_CORE.into_iter().map(|codec| (AttnKernel { codec, tensor_cores: true }.function(), codec))
+/// Each tensor-core attention kernel's name, codec and shape (passed to
+/// NVRTC as `-DNW_<name>`, `-DSTAGES_<name>`, `-DPF_<name>`).
+fn tc_kernels() -> impl Iterator<Item = (String, KvCodec, TcShape)> {
+    KvCodec::TENSOR_CORE.into_iter().flat_map(|codec| codec.tc_kernels().into_iter().map(move |(name, shape)| (name, codec, shape)))
 }
 
 /// The tensor-core kernels' names and dynamic shared memory, and the finish
 /// kernel's: the kernels that take more than the default 48 KB.
 fn dynamic_shared() -> Vec<(String, u32)> {
-    tc_kernels().map(|(name, codec)| (name, codec.tc_shared())).chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
+    tc_kernels()
+        .map(|(name, codec, shape)| (name, shape.shared_bytes((codec.key_region_bytes() + codec.value_region_bytes()) as u32)))
+        .chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
 }
 
 /// Whether libnvrtc can be loaded (checked before any NVRTC call, which
@@ -66,14 +65,13 @@ pub fn compile(arch: &str) -> Result<Ptx> {
         arch: Some(Box::leak(arch.to_string().into_boxed_str())),
         options: vec![
             "--std=c++17".into(),
-            format!("-DTC_WARPS={TC_WARPS}"),
             // The turbo encoder's stretch search, as lowbit-quant's.
             format!("-DTURBO_STRETCHES={}", STRETCHES.iter().map(|a| format!("{a:?}f")).collect::<Vec<_>>().join(",")),
             format!("-DTURBO_REFINE={:?}f", REFINE),
             format!("-DTURBO_MARGIN={:?}f", STRETCH_MARGIN),
         ]
         .into_iter()
-        .chain(tc_kernels().flat_map(|(name, codec)| [format!("-DSTAGES_{name}={}", codec.tc_stages()), format!("-DPF_{name}={}", codec.tc_prefetch())]))
+        .chain(tc_kernels().flat_map(|(name, _, s)| [format!("-DNW_{name}={}", s.warps), format!("-DSTAGES_{name}={}", s.stages), format!("-DPF_{name}={}", s.prefetch)]))
         .collect(),
         ..Default::default()
     };

@@ -21,4 +21,4 @@ pub mod paged;
 
 pub use device::Gpu;
 pub use error::{CudaError, Result};
-pub use paged::{AttnKernel, GpuKv, KvCodec};
+pub use paged::{AttnKernel, GpuKv, KvCodec, TcShape};

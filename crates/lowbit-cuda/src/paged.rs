@@ -82,32 +82,31 @@ impl KvCodec {
     pub fn has_tensor_core_kernel(self) -> bool {
         Self::TENSOR_CORE.contains(&self)
     }
-    /// Cache blocks each warp of the tensor-core kernel holds in shared
-    /// memory (`tc_stages - 1` copies in flight while one is used), passed
-    /// to NVRTC per kernel. Measured on the H100 (cuda_notes.md, v28):
-    /// turbo4's loop streams at the DRAM's pace, and with 2 stages the
-    /// pipeline drains one block sooner at the end (−3.5 µs at batch 1 ×
-    /// 128K); the compute-bound turbo3 loop was slower with 2. kivi2
-    /// (v33, no table lookups) is ~1 µs faster with 2 at batch 1 and 8 × 32K.
-    pub fn tc_stages(self) -> u32 {
-        if matches!(self, KvCodec::Turbo(4) | KvCodec::Kivi(2)) { 2 } else { 3 }
+    /// The tensor-core kernels compiled for this codec, by PTX name; the
+    /// first serves most launches ([`KvCodec::tc_kernel`]). Measured on
+    /// the H100 (docs/cuda_notes.md): turbo4's loop streams at the DRAM's
+    /// pace, and with 2 stages the pipeline drains one block sooner at the
+    /// end (v28: −3.5 µs at batch 1 × 128K); prefetching the next block
+    /// into L2 keeps more bytes in flight (v35: −6% at batch 8 × 128K).
+    /// For one sequence (≤ 8 (sequence, KV head) pairs) turbo4 has its own
+    /// kernel of 8 warps, 3 stages and no prefetch (v37: 61.8–61.9 µs at
+    /// 1 × 128K against 63.2–63.8; 10% slower at batch 8). The compute-bound
+    /// turbo3 and turbo2 loops keep 3 stages and lost 2–9% with prefetch;
+    /// kivi2 (no table lookups, v33) is ~1 µs faster with 2 stages.
+    pub fn tc_kernels(self) -> Vec<(String, TcShape)> {
+        let name = AttnKernel { codec: self, tensor_cores: true }.function();
+        let shape = |warps, stages, prefetch| TcShape { warps, stages, prefetch };
+        match self {
+            KvCodec::Turbo(4) => vec![(name.clone(), shape(12, 2, 1)), (format!("{name}_w8"), shape(8, 3, 0))],
+            KvCodec::Kivi(2) => vec![(name, shape(12, 2, 0))],
+            _ => vec![(name, shape(12, 3, 0))],
+        }
     }
-    /// How many blocks past its newest copy each warp of the tensor-core
-    /// kernel prefetches into L2 (one bulk prefetch per region; 0 = none).
-    /// Measured on the H100 (cuda_notes.md, v35): turbo4's DRAM-bound loop
-    /// gains from one (−6% at batch 8 × 128K); the others lost 2–9%.
-    pub fn tc_prefetch(self) -> u32 {
-        if self == KvCodec::Turbo(4) { 1 } else { 0 }
-    }
-    /// The tensor-core kernel's dynamic shared memory: the lane-private
-    /// code table (256 rows of 256 B, placed on the first 64 KB boundary)
-    /// and each warp's stages of a block's K and V regions (+ 16 B each),
-    /// below the table where they fit, else above it. Enough for any start
-    /// of the region: one stage of slack for the alignment, and never less
-    /// than the table's worst-case end (64 KB - 1 + 64 KB) when every stage
-    /// fits below it.
-    pub fn tc_shared(self) -> u32 {
-        tc_shared_bytes((self.key_region_bytes() + self.value_region_bytes()) as u32, self.tc_stages())
+    /// The tensor-core kernel for a launch over `pairs` (sequence, KV
+    /// head) pairs.
+    pub fn tc_kernel(self, pairs: usize) -> (String, TcShape) {
+        let mut k = self.tc_kernels();
+        if k.len() > 1 && pairs <= 8 { k.swap_remove(1) } else { k.swap_remove(0) }
     }
     /// The lowbit-quant format of a (value) row: the CPU reference.
     pub fn cpu_format(self) -> Result<Format> {
@@ -121,9 +120,28 @@ impl KvCodec {
     }
 }
 
-/// [`KvCodec::tc_shared`] for a block's K + V bytes of one head and a stage count.
-fn tc_shared_bytes(kv_bytes: u32, stages: u32) -> u32 {
-    (256 * 256 + (crate::device::TC_WARPS * stages + 1) * (kv_bytes + 16)).max(2 * 256 * 256)
+/// How a tensor-core attention kernel is compiled (NVRTC defines per
+/// kernel): warps per thread block, cache blocks each warp holds in
+/// shared memory (`stages - 1` copies in flight while one is used), and
+/// blocks each warp prefetches into L2 past its newest copy (0 = none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcShape {
+    pub warps: u32,
+    pub stages: u32,
+    pub prefetch: u32,
+}
+
+impl TcShape {
+    /// Dynamic shared memory for blocks of `kv_bytes` of K + V per head:
+    /// the lane-private code table (256 rows of 256 B, placed on the first
+    /// 64 KB boundary) and each warp's stages (+ 16 B each), below the
+    /// table where they fit, else above it. Enough for any start of the
+    /// region: one stage of slack for the alignment, and never less than
+    /// the table's worst-case end (64 KB - 1 + 64 KB) when every stage fits
+    /// below it.
+    pub fn shared_bytes(self, kv_bytes: u32) -> u32 {
+        (256 * 256 + (self.warps * self.stages + 1) * (kv_bytes + 16)).max(2 * 256 * 256)
+    }
 }
 
 /// A decode-attention kernel: the codec it reads and whether it runs the
@@ -290,7 +308,7 @@ impl<'g> GpuKv<'g> {
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
-    /// The tensor-core kernel runs one thread block of `TC_WARPS` warps per
+    /// The tensor-core kernel runs one thread block ([`KvCodec::tc_kernel`]) per
     /// multiprocessor; its split count minimizes waves × (cache blocks per
     /// warp + a fixed cost of about 2 for the table, q and the pipeline
     /// start), with ≥ 32 cache blocks per split.
@@ -300,7 +318,8 @@ impl<'g> GpuKv<'g> {
         if !self.tensor_cores {
             return (16 * 132usize).div_ceil(heads).clamp(1, most);
         }
-        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / crate::device::TC_WARPS as f64 + 2.0);
+        let warps = self.codec.tc_kernel(heads).1.warps as f64;
+        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / warps + 2.0);
         (1..=most).fold(1, |best, s| if cost(s) < cost(best) { s } else { best })
     }
 
@@ -357,7 +376,7 @@ impl<'g> GpuKv<'g> {
         Ok(())
     }
 
-    /// The tensor-core path: the splits (`TC_WARPS` warps per thread block, `nsplit`
+    /// The tensor-core path: the splits ([`KvCodec::tc_kernel`], `nsplit`
     /// partial states per head), then one kernel for the window and the merge.
     fn attend_tc(&self, table: cudarc::driver::CudaView<i32>, nsplit: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
         let s = &self.gpu.stream;
@@ -370,8 +389,10 @@ impl<'g> GpuKv<'g> {
         // KIVI is not rotated: no signs (a null pointer), for the finish kernel too.
         let (sp, _gs) = self.signs_dev.device_ptr(s);
         let sp = if matches!(self.codec, KvCodec::Kivi(_)) { 0 } else { sp };
-        let f = self.gpu.function(&AttnKernel { codec: self.codec, tensor_cores: true }.function())?;
-        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * crate::device::TC_WARPS, 1, 1), shared_mem_bytes: self.codec.tc_shared() };
+        let (name, shape) = self.codec.tc_kernel(self.batch * self.kv_heads);
+        let f = self.gpu.function(&name)?;
+        let kv = (self.codec.key_region_bytes() + self.codec.value_region_bytes()) as u32;
+        let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * shape.warps, 1, 1), shared_mem_bytes: shape.shared_bytes(kv) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&sp).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
         // SAFETY: argument list matches attn_{turbo2,turbo3,turbo4,kivi2}_tc in attention_tc.cu; the caller checked the buffer sizes.
@@ -525,11 +546,14 @@ mod tests {
         // bytes in; as many stage slots as fit below it, the rest above.
         for codec in KvCodec::TENSOR_CORE {
             let kv = (codec.key_region_bytes() + codec.value_region_bytes()) as u32;
-            for stages in 1..=4 {
-                let (alloc, slot, slots) = (tc_shared_bytes(kv, stages), kv + 16, crate::device::TC_WARPS * stages);
-                for below in (0..65536).step_by(16) {
-                    let above = slots.saturating_sub(below / slot);
-                    assert!(below + 65536 + above * slot <= alloc, "{codec:?}, {stages} stages, table {below} B in");
+            for warps in [4, 8, 12, 16] {
+                for stages in 1..=4 {
+                    let shape = TcShape { warps, stages, prefetch: 0 };
+                    let (alloc, slot, slots) = (shape.shared_bytes(kv), kv + 16, warps * stages);
+                    for below in (0..65536).step_by(16) {
+                        let above = slots.saturating_sub(below / slot);
+                        assert!(below + 65536 + above * slot <= alloc, "{codec:?}, {warps} warps, {stages} stages, table {below} B in");
+                    }
                 }
             }
         }

@@ -25,16 +25,14 @@
 // subset of dimensions (tokens) as long as both operands agree: threads
 // read contiguous code bytes instead of the MMA's native columns.
 
-// Warps per thread block (they share one table), and per kernel the cache
-// blocks each warp holds in shared memory (STAGES - 1 in flight while one
-// is used) and blocks it prefetches into L2 past its newest copy: set by
-// the host at compile time (device.rs: TC_WARPS, and STAGES_<kernel> /
-// PF_<kernel> from paged.rs's KvCodec::tc_stages / tc_prefetch).
-#if !defined(TC_WARPS)
-#error "compile with -DTC_WARPS=…, -DSTAGES_attn_…_tc=… and -DPF_attn_…_tc=… (device.rs passes them)"
+// Per kernel: warps per thread block NW (they share one table), cache
+// blocks each warp holds in shared memory STAGES (STAGES - 1 in flight
+// while one is used) and blocks it prefetches into L2 past its newest copy
+// PF — set by the host at compile time (device.rs: -DNW_<kernel>,
+// -DSTAGES_<kernel>, -DPF_<kernel> from paged.rs's KvCodec::tc_kernels).
+#if !defined(NW_attn_turbo4_tc)
+#error "compile with -DNW_attn_…_tc=…, -DSTAGES_attn_…_tc=… and -DPF_attn_…_tc=… (device.rs passes them)"
 #endif
-#define NW TC_WARPS
-#define TC_NT (32 * NW)
 
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 __device__ __forceinline__ u32 hmul2(u32 a, u32 b) { u32 r; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b)); return r; }
@@ -108,13 +106,14 @@ __device__ __forceinline__ float4 fwht_warp(float4 v, int lane) {
 // both operand registers of a k-step) at 256e + 8l. Each warp's stages
 // fill the space below and above it; the table's space is reused for the
 // final merge. The host allocates TC_LUT_BYTES + (NW·STAGES + 1) slots,
-// at least 2 · TC_LUT_BYTES (paged.rs: KvCodec::tc_shared).
+// at least 2 · TC_LUT_BYTES (paged.rs: TcShape::shared_bytes).
 #define TC_LUT_BYTES (256 * 256)
 // Merge rows keep dimension 16c + x at 17c + x: the warps' stores of
 // dimensions 16·gi + … (gi = 0..7) then fall in distinct banks (were 8-way
 // conflicts).
 #define MROW (D / 16 * 17)
 __device__ __forceinline__ int mcol(int d) { return d / 16 * 17 + d % 16; }
+template <int NW>
 struct TcMerge {
     float o[NW][G][MROW];
     float m[NW][G], l[NW][G];
@@ -128,7 +127,7 @@ struct TcMerge {
 // per k-step (f16x2), the score's Σ q·M comes from one more MMA whose B
 // column 0 is M (exact: M is stored in f16); value operands become k·d + m
 // by one more f16x2 FMA. (The table's space is only used for the merge.)
-template <int BITS, bool KIVI, int STAGES, int PF>
+template <int BITS, bool KIVI, int STAGES, int PF, int NW>
 __device__ void attn_tc(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,
                               i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs,
                               float* part, float attn_scale, float level_scale) {
@@ -532,8 +531,8 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     }
     cp_async_wait<0>();
     __syncthreads();
-    static_assert(sizeof(TcMerge) <= TC_LUT_BYTES, "the merge reuses the table's space");
-    TcMerge& mg = *(TcMerge*)pair_lut;  // the table is no longer read
+    static_assert(sizeof(TcMerge<NW>) <= TC_LUT_BYTES, "the merge reuses the table's space");
+    TcMerge<NW>& mg = *(TcMerge<NW>*)pair_lut;  // the table is no longer read
     // Merge: f16 part + remainder columns, then the warps' states.
     #pragma unroll
     for (int mt = 0; mt < 8; mt++)
@@ -555,7 +554,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     }
     __syncthreads();
     const int d = threadIdx.x % D;
-    for (int g = threadIdx.x / D; g < G; g += TC_NT / D) {
+    for (int g = threadIdx.x / D; g < G; g += 32 * NW / D) {
         float M = -INFINITY;
         for (int k = 0; k < NW; k++) M = fmaxf(M, mg.m[k][g]);
         float a = 0.f, l = 0.f;
@@ -575,17 +574,18 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
 }
 
 #define TC_KERNEL(NAME, BITS, KIVI)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(TC_NT, 1)                                                            \
+    extern "C" __global__ void __launch_bounds__(32 * NW_##NAME, 1)                                                            \
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
-        attn_tc<BITS, KIVI, STAGES_##NAME, PF_##NAME>(q, pool, table, max_blocks, n_comp, kvh, block_bytes,            \
+        attn_tc<BITS, KIVI, STAGES_##NAME, PF_##NAME, NW_##NAME>(q, pool, table, max_blocks, n_comp, kvh, block_bytes, \
                                                       blocks_per_split, nparts, levels, signs, part, attn_scale,       \
                                                       level_scale);                                                    \
     }
 TC_KERNEL(attn_turbo2_tc, 2, false)
 TC_KERNEL(attn_turbo3_tc, 3, false)
 TC_KERNEL(attn_turbo4_tc, 4, false)
+TC_KERNEL(attn_turbo4_tc_w8, 4, false)  // one sequence (paged.rs: KvCodec::tc_kernel)
 TC_KERNEL(attn_kivi2_tc, 2, true)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
