@@ -89,8 +89,8 @@ impl KvCodec {
     /// end (v28: −3.5 µs at batch 1 × 128K); prefetching the next block
     /// into L2 keeps more bytes in flight (v35: −6% at batch 8 × 128K).
     /// For one sequence (≤ 8 (sequence, KV head) pairs) turbo4 has its own
-    /// kernel of 8 warps, 3 stages and no prefetch (v37: 61.8–61.9 µs at
-    /// 1 × 128K against 63.2–63.8; 10% slower at batch 8). The compute-bound
+    /// kernel of 8 warps, 3 stages and no prefetch (v37: 61.8–62.1 µs at
+    /// 1 × 128K against 63.1–63.8; 9–10% slower at batch 8). The compute-bound
     /// turbo3 and turbo2 loops keep 3 stages and lost 2–9% with prefetch;
     /// kivi2 (no table lookups, v33) is ~1 µs faster with 2 stages.
     pub fn tc_kernels(self) -> Vec<(String, TcShape)> {
