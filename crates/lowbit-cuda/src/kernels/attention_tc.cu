@@ -574,7 +574,7 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
 }
 
 #define TC_KERNEL(NAME, BITS, KIVI)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(32 * NW_##NAME, 1)                                                            \
+    extern "C" __global__ void __launch_bounds__(32 * NW_##NAME, 1)                                                   \
         NAME(const float* q, const u8* pool, const int* table, int max_blocks, const int* n_comp, int kvh,             \
              i64 block_bytes, int blocks_per_split, int nparts, const float* levels, const float* signs, float* part,  \
              float attn_scale, float level_scale) {                                                                    \
