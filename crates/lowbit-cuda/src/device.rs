@@ -28,7 +28,7 @@ fn tc_kernels() -> impl Iterator<Item = (String, KvCodec, TcShape)> {
 /// kernel's: the kernels that take more than the default 48 KB.
 fn dynamic_shared() -> Vec<(String, u32)> {
     tc_kernels()
-        .map(|(name, codec, shape)| (name, shape.shared_bytes((codec.key_region_bytes() + codec.value_region_bytes()) as u32)))
+        .map(|(name, codec, shape)| (name, shape.shared_bytes(codec.head_block_bytes() as u32)))
         .chain([("attn_finish_tc".to_string(), FINISH_SHARED)]).collect()
 }
 

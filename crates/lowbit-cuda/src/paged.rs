@@ -64,6 +64,10 @@ impl KvCodec {
             KvCodec::Kivi(b) => HEAD_DIM / 32 * (4 + 32 * b as usize / 8),
         }
     }
+    /// Bytes of one KV head's key and value regions in a block.
+    pub fn head_block_bytes(self) -> usize {
+        self.key_region_bytes() + self.value_region_bytes()
+    }
     /// Bytes of one KV head's key region in a block.
     pub fn key_region_bytes(self) -> usize {
         match self {
@@ -219,7 +223,7 @@ impl<'g> GpuKv<'g> {
             return Err(CudaError::Shape(format!("KIVI keys are coded per full block of {BLOCK_TOKENS} tokens: {n_comp} tokens leave a partial block (it belongs in the f16 window)")));
         }
         let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
-        let block_bytes = kv_heads * (codec.key_region_bytes() + codec.value_region_bytes());
+        let block_bytes = kv_heads * codec.head_block_bytes();
         let nblocks = copies * batch * max_blocks;
         let s = &gpu.stream;
         let pool = s.alloc_zeros::<u8>(nblocks * block_bytes)?;
@@ -391,7 +395,7 @@ impl<'g> GpuKv<'g> {
         let sp = if matches!(self.codec, KvCodec::Kivi(_)) { 0 } else { sp };
         let (name, shape) = self.codec.tc_kernel(self.batch * self.kv_heads);
         let f = self.gpu.function(&name)?;
-        let kv = (self.codec.key_region_bytes() + self.codec.value_region_bytes()) as u32;
+        let kv = self.codec.head_block_bytes() as u32;
         let cfg = LaunchConfig { grid_dim: (nsplit as u32, self.kv_heads as u32, self.batch as u32), block_dim: (32 * shape.warps, 1, 1), shared_mem_bytes: shape.shared_bytes(kv) };
         let mut l = s.launch_builder(&f);
         l.arg(q).arg(&self.pool).arg(&table).arg(&mb).arg(&self.n_comp_dev).arg(&kvh).arg(&bb).arg(&bps).arg(&ns).arg(&self.levels_tc_dev).arg(&sp).arg(&mut *part).arg(&scale).arg(&self.tc_scale);
@@ -506,9 +510,14 @@ pub fn kivi_key_region(x: &[f32], bits: u32) -> Vec<u8> {
 /// was 2–3e-5 and the attention error grew from 2.6e-4 at 1K tokens to
 /// 1.2e-3 (turbo4) and 2e-3 (turbo3, turbo2) at 64K (cuda_notes.md, v32).
 fn f16_fit(levels: &[f32], mass: &[f64]) -> f32 {
-    let rms = levels.iter().zip(mass).map(|(&l, m)| m * (l as f64).powi(2)).sum::<f64>().sqrt();
+    let rms = level_rms(levels, mass);
     let cost = |s: f32| f16_rounding(levels, s) as f64 + 1024.0 * f16_bias(levels, mass, s).abs() / rms;
     (0..1u32 << 16).map(|m| 1.0 + m as f32 / 65536.0).map(|s| (s, cost(s))).fold((1.0, f64::INFINITY), |best, x| if x.1 < best.1 { x } else { best }).0
+}
+
+/// The rms of `levels` under their probabilities `mass`.
+fn level_rms(levels: &[f32], mass: &[f64]) -> f64 {
+    levels.iter().zip(mass).map(|(&l, m)| m * (l as f64).powi(2)).sum::<f64>().sqrt()
 }
 
 /// The mean error of rounding `levels`·s to f16 (divided by s), weighted by `mass`.
@@ -530,7 +539,7 @@ mod tests {
     fn level_scale_keeps_the_f16_levels_close_and_unbiased() {
         for bits in [2, 3, 4] {
             let cb = codebook(Law::UnitSphere(HEAD_DIM), bits);
-            let rms = cb.levels.iter().zip(&cb.mass).map(|(&l, m)| m * (l as f64).powi(2)).sum::<f64>().sqrt();
+            let rms = level_rms(&cb.levels, &cb.mass);
             let s = f16_fit(&cb.levels, &cb.mass);
             let (err, bias) = (f16_rounding(&cb.levels, s), f16_bias(&cb.levels, &cb.mass, s) / rms);
             let (err1, bias1) = (f16_rounding(&cb.levels, 1.0), f16_bias(&cb.levels, &cb.mass, 1.0) / rms);
@@ -545,7 +554,7 @@ mod tests {
         // attention_tc.cu: the table at the first 64 KB boundary, `below`
         // bytes in; as many stage slots as fit below it, the rest above.
         for codec in KvCodec::TENSOR_CORE {
-            let kv = (codec.key_region_bytes() + codec.value_region_bytes()) as u32;
+            let kv = codec.head_block_bytes() as u32;
             for warps in [4, 8, 12, 16] {
                 for stages in 1..=4 {
                     let shape = TcShape { warps, stages, prefetch: 0 };

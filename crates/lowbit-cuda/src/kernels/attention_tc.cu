@@ -34,6 +34,11 @@
 #error "compile with -DNW_attn_…_tc=…, -DSTAGES_attn_…_tc=… and -DPF_attn_…_tc=… (device.rs passes them)"
 #endif
 
+// A block's K and V regions of one head in the pool.
+struct KvPtrs {
+    const u8* k;
+    const u8* v;
+};
 __device__ __forceinline__ u32 pack_h2(float a, float b) { return (u32)f2h(a) | ((u32)f2h(b) << 16); }
 __device__ __forceinline__ u32 hmul2(u32 a, u32 b) { u32 r; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b)); return r; }
 __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) { u32 r; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c)); return r; }
@@ -171,12 +176,17 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     }
     const int nblk = (n + BT - 1) / BT;
     const int b1 = min(nblk, b0 + blocks_per_split);
-    auto issue = [&](int i, int slot) {
+    // Block i's K and V regions of this head in the pool.
+    auto regions = [&](int i) {
         const int nth = (i - b0 - w) / NW;
         const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
         const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
-        const uint4* k = (const uint4*)(base + (i64)h * RBK);
-        const uint4* v = (const uint4*)(base + (i64)kvh * RBK + (i64)h * RB);
+        return KvPtrs{base + (i64)h * RBK, base + (i64)kvh * RBK + (i64)h * RB};
+    };
+    auto issue = [&](int i, int slot) {
+        const auto kv = regions(i);
+        const uint4* k = (const uint4*)kv.k;
+        const uint4* v = (const uint4*)kv.v;
         uint4* dst = (uint4*)stage(STAGES * w + slot);
         #pragma unroll
         for (int r = 0; r < ((RBK + RB) / 16 + 31) / 32; r++) {
@@ -189,10 +199,8 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     // 0 and 1): with PF > 0 the loop prefetches the block PF rounds past
     // its newest copy, more bytes in flight without shared memory.
     auto prefetch_l2 = [&](int i) {
-        const int nth = (i - b0 - w) / NW;
-        const int blk = __shfl_sync(0xffffffffu, mine, nth & 31);
-        const u8* base = pool + (i64)(nth < 32 ? blk : tab[i]) * block_bytes;
-        const u8* src = lane == 0 ? base + (i64)h * RBK : base + (i64)kvh * RBK + (i64)h * RB;
+        const auto kv = regions(i);
+        const u8* src = lane == 0 ? kv.k : kv.v;
 #if __CUDA_ARCH__ >= 900
         if (lane < 2) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(lane == 0 ? RBK : RB) : "memory");
 #endif
