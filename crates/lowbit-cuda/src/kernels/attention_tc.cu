@@ -597,14 +597,15 @@ TC_KERNEL(attn_turbo4_tc_w8, 4, false)  // one sequence (paged.rs: KvCodec::tc_k
 TC_KERNEL(attn_kivi2_tc, 2, true)
 
 // After attn_turbo4_tc: per (sequence, KV head), the f16 window and the
-// merge of the splits in one launch (grid (kvh, batch), G·D threads:
-// thread = (head g, dimension d)). Window rows are staged in shared
-// memory, so each global read is one parallel batch.
+// merge of the splits in one launch (grid (kvh, batch), G·D threads: the
+// window part a thread per (head g, dimension d), the merge a warp per
+// head). Window rows are staged in shared memory, so each global read is
+// one parallel batch.
 // Dynamic shared memory: FIN_WT window rows of K and V, FIN_WT·G scores,
 // 3·G softmax values.
 #define FIN_WT 64
-#define FIN_CHUNK 16
-extern "C" __global__ void __launch_bounds__(G * D)
+#define FIN_CHUNK 8  // splits per warp and memory round trip (two warps per head)
+extern "C" __global__ void __launch_bounds__(G * D, 2)
     attn_finish_tc(const float* q, const float* part, int nsplit, const float* signs, const u16* win, const int* n_win,
                    int R, float attn_scale, float* out) {
     extern __shared__ __align__(16) u8 fin[];
@@ -676,51 +677,97 @@ extern "C" __global__ void __launch_bounds__(G * D)
         __syncthreads();
         if (d == 0) wsc[G * FIN_WT + g] = wm;  // running maximum for the next chunk
     }
+    // The merge runs two warps per head, each over every other split, with
+    // dimensions 4·lane .. 4·lane + 3 (the layout fwht_warp takes): after
+    // the splits end only the pair meets (a 64-thread barrier), and ≤ 64
+    // registers let two finish blocks share a multiprocessor. The window's
+    // result goes through shared memory first (x, q's space: the window
+    // loop's last barrier ended its reads; its running maximum is already
+    // in wsc), the signs too (in wk, no longer read).
+    x[g][d] = wacc;
+    if (d == 0) wsc[G * FIN_WT + G + g] = wl;
+    float* scr = (float*)wk;  // [D] signs, then per head the odd warp's state (D + 4 floats)
+    if (threadIdx.x < D) scr[threadIdx.x] = signs ? signs[threadIdx.x] : 1.f;
+    __syncthreads();
+    if (w >= 2 * G) return;
+    const int hh = w >> 1, half = w & 1;
     // Splits (rotated domain): written by the attention kernel, which may
     // still be running (launched as its programmatic dependent).
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
     // Chunks of FIN_CHUNK splits, each read in one batch (their maxima,
-    // sums and this thread's value: one memory round trip per chunk, which
+    // sums and this lane's values: one memory round trip per chunk, which
     // is all the time this part adds after the splits end), merged online.
-    const float* p = pp + (i64)g * nsplit * (D + 2);
-    float M = -INFINITY, A = 0.f, L = 0.f;
-    for (int s0 = 0; s0 < nsplit; s0 += FIN_CHUNK) {
-        float cm[FIN_CHUNK], cl[FIN_CHUNK], ca[FIN_CHUNK];
+    // (A split's row is D + 2 floats: 8-byte aligned, so two float2 loads.)
+    const float* p = pp + (i64)hh * nsplit * (D + 2);
+    float M = -INFINITY, L = 0.f;
+    float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s0 = half; s0 < nsplit; s0 += 2 * FIN_CHUNK) {
+        float cm[FIN_CHUNK], cl[FIN_CHUNK];
+        float4 ca[FIN_CHUNK];
         #pragma unroll
         for (int k = 0; k < FIN_CHUNK; k++) {
-            const bool in = s0 + k < nsplit;
-            const float* ps = p + (i64)(s0 + k) * (D + 2);
+            const bool in = s0 + 2 * k < nsplit;
+            const float* ps = p + (i64)(s0 + 2 * k) * (D + 2);
+            const float2 lo = in ? *(const float2*)(ps + 4 * lane) : make_float2(0.f, 0.f);
+            const float2 hi = in ? *(const float2*)(ps + 4 * lane + 2) : make_float2(0.f, 0.f);
             cm[k] = in ? ps[D] : -INFINITY;
             cl[k] = in ? ps[D + 1] : 0.f;
-            ca[k] = in ? ps[d] : 0.f;
+            ca[k] = make_float4(lo.x, lo.y, hi.x, hi.y);
         }
         float mx = M;
         #pragma unroll
         for (int k = 0; k < FIN_CHUNK; k++) mx = fmaxf(mx, cm[k]);
         if (mx == -INFINITY) continue;  // nothing scored yet
         const float c = __expf(M - mx);
-        A *= c;
+        A.x *= c, A.y *= c, A.z *= c, A.w *= c;
         L *= c;
         #pragma unroll
         for (int k = 0; k < FIN_CHUNK; k++) {
             const float e = __expf(cm[k] - mx);
-            A += e * ca[k];
+            A.x += e * ca[k].x, A.y += e * ca[k].y, A.z += e * ca[k].z, A.w += e * ca[k].w;
             L += e * cl[k];
         }
         M = mx;
     }
-    // Undo the rotation (turbo; KIVI passes no signs): each head's transform
-    // by one warp, then signs.
-    if (signs) {
-        x[g][d] = A;
-        __syncthreads();
-        if (w < G) *(float4*)&x[w][4 * lane] = fwht_warp(*(const float4*)&x[w][4 * lane], lane);
-        __syncthreads();
-        A = x[g][d] * 0.08838834764831845f * signs[d];
+    // The odd warp hands its state to the even one.
+    float* xo = scr + D + hh * (D + 4);
+    if (half) {
+        *(float4*)(xo + 4 * lane) = A;
+        if (lane == 0) xo[D] = M, xo[D + 1] = L;
     }
-    const float MM = fmaxf(M, wm);
-    const float ec = M == -INFINITY ? 0.f : __expf(M - MM), ew = wm == -INFINITY ? 0.f : __expf(wm - MM);
-    out[((i64)b * kvh * G + hq) * D + d] = (A * ec + wacc * ew) / (L * ec + wl * ew);
+    // (Barrier ids as constants: a register id makes ptxas reserve all 16.)
+    static_assert(G == 4, "one named barrier per head pair below");
+    switch (hh) {
+        case 0: asm volatile("bar.sync 1, 64;" ::: "memory"); break;
+        case 1: asm volatile("bar.sync 2, 64;" ::: "memory"); break;
+        case 2: asm volatile("bar.sync 3, 64;" ::: "memory"); break;
+        default: asm volatile("bar.sync 4, 64;" ::: "memory"); break;
+    }
+    if (half) return;
+    {
+        const float4 B = *(const float4*)(xo + 4 * lane);
+        const float Mb = xo[D], Lb = xo[D + 1], mx = fmaxf(M, Mb);
+        if (mx != -INFINITY) {
+            const float ea = __expf(M - mx), eb = __expf(Mb - mx);
+            A = make_float4(A.x * ea + B.x * eb, A.y * ea + B.y * eb, A.z * ea + B.z * eb, A.w * ea + B.w * eb);
+            L = L * ea + Lb * eb;
+            M = mx;
+        }
+    }
+    // Undo the rotation (turbo; KIVI passes no signs): transform, then signs.
+    if (signs) {
+        A = fwht_warp(A, lane);
+        const float4 sg = *(const float4*)(scr + 4 * lane);
+        constexpr float S = 0.08838834764831845f;
+        A.x *= S * sg.x, A.y *= S * sg.y, A.z *= S * sg.z, A.w *= S * sg.w;
+    }
+    const float wmh = wsc[G * FIN_WT + hh], wlh = wsc[G * FIN_WT + G + hh];
+    const float4 wa = *(const float4*)&x[hh][4 * lane];
+    const float MM = fmaxf(M, wmh);
+    const float ec = M == -INFINITY ? 0.f : __expf(M - MM), ew = wmh == -INFINITY ? 0.f : __expf(wmh - MM);
+    const float inv = 1.f / (L * ec + wlh * ew);
+    *(float4*)(out + ((i64)b * kvh * G + h * G + hh) * D + 4 * lane) =
+        make_float4((A.x * ec + wa.x * ew) * inv, (A.y * ec + wa.y * ew) * inv, (A.z * ec + wa.z * ew) * inv, (A.w * ec + wa.w * ew) * inv);
 }
