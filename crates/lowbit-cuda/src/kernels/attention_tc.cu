@@ -58,6 +58,14 @@ __device__ __forceinline__ u32 code2_h2(u32 x, u32 x10, int m, u32 h1024) {
     return hfma2(t, sc | sc << 16, bias | bias << 16);
 }
 
+// The 8×8 f16 matrix held as an MMA fragment (lane 4r + c: row r, columns
+// 2c, 2c + 1), transposed in the same layout.
+__device__ __forceinline__ u32 transpose8x8(u32 x) {
+    u32 r;
+    asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
+    return r;
+}
+
 __device__ __forceinline__ void mma16816(float c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -142,6 +150,9 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     constexpr int RB = BT * TB;                                               // value region bytes
     constexpr int SLOT = RBK + RB + 16;  // a block's K and V (+ the word `words` reads past a row)
     constexpr float QSCALE = KIVI ? 1.f : 0.08838834764831845f;  // 1/√D of the transform (turbo)
+    // Scores with the keys as the MMA's A operand (absorb below): turbo3 and
+    // turbo2 (v40); turbo4 and kivi2 keep q as A.
+    constexpr bool SWAP = !KIVI && BITS < 4;
     extern __shared__ __align__(16) u8 dyn[];
     const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
     const u32 below = (0u - dyn_at) & 0xffffu;  // bytes before the first 64 KB boundary
@@ -298,7 +309,9 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     float o[8][4];
     #pragma unroll
     for (int mt = 0; mt < 8; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.f;
-    float m_run = -INFINITY, l_run = 0.f;  // head gi & 3
+    // Softmax state: [0] for head gi & 3 (q as A), or (SWAP) for the heads
+    // of this lane's accumulator columns, (2ci) & 3 and (2ci + 1) & 3.
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
 
     // Lane constants: the word-aligned offsets of this lane's key chunk
     // (row gi, bytes 2 + 16ci.., and how far it sits past a word) and of its
@@ -316,15 +329,18 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     auto absorb = [&](const u8* kb, int nv, bool FULL) {
         const u8* vb = kb + RBK;
 
-            // Scores for the 4 groups of 8 tokens: this lane decodes token 8j + gi,
-            // dimensions 32·ci .. 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
-            float s[4][2];
-            float kc = 0.f;  // KIVI: Σ q·M of head gi & 3
-            if (KIVI) {
-                // Codes of token 8j + gi, dimensions 32ci..: 8 bytes = two
-                // words of 16 dimensions (2 bits each, from bit 0). Per
-                // k-step the 4 channels' (S, M) pairs (two 8-byte loads),
-                // then the 4 token groups and the minima column.
+            u32 pb[4];  // Pᵀ fragments: pb[j] = tokens 8j + 2ci + {0,1}, column gi
+            if constexpr (!SWAP) {
+                // Scores for the 4 groups of 8 tokens (A = q, or q·S for KIVI;
+                // B = keys): this lane decodes token 8j + gi, dimensions 32·ci ..
+                // 32·ci + 31, and receives row gi, tokens 8j + 2ci + {0,1}.
+                float s[4][2];
+                float kc = 0.f;  // KIVI: Σ q·M of head gi & 3
+                if constexpr (KIVI) {
+                // Codes of a token: 8 bytes = two words of 16 dimensions (2
+                // bits each, from bit 0). Per k-step the 4 channels' (S, M)
+                // pairs (two 8-byte loads), then the 4 token groups and the
+                // minima column.
                 uint2 kw[4];
                 #pragma unroll
                 for (int j = 0; j < 4; j++) kw[j] = *(const uint2*)(kb + 4 * D + 32 * (8 * j + gi) + 8 * ci);
@@ -356,77 +372,157 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                 // Column 0 of the minima tile (lanes ci = 0): f16 part + remainder, to the lanes of the head.
                 kc = c[4][0] + __shfl_xor_sync(0xffffffffu, c[4][0], 16);
                 kc = __shfl_sync(0xffffffffu, kc, lane & ~3);
-            }
-            #pragma unroll
-            for (int j = 0; j < 4 && !KIVI; j++) {
-                u32 wd[KC / 4];
-                words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
-                // Two accumulators: shorter chains of dependent MMAs.
-                float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                } else {
                 #pragma unroll
-                for (int ks = 0; ks < 8; ks++) {
-                    u32 b01, b23;
-                    if (BITS == 4) {  // byte = 2 dimensions
-                        b01 = lut(wd[ks / 2], 2 * (ks & 1));
-                        b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
-                    } else if (BITS == 3) {  // 6-bit field = 2 dimensions
-                        b01 = lut6(wd, 12 * ks);
-                        b23 = lut6(wd, 12 * ks + 6);
-                    } else {  // byte = the k-step's 4 dimensions
-                        const uint2 e = lut2(wd[ks / 4], ks & 3);
-                        b01 = e.x;
-                        b23 = e.y;
+                for (int j = 0; j < 4; j++) {
+                    u32 wd[KC / 4];
+                    words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
+                    // Two accumulators: shorter chains of dependent MMAs.
+                    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                    #pragma unroll
+                    for (int ks = 0; ks < 8; ks++) {  // a code byte = 2 dimensions
+                        const u32 b01 = lut(wd[ks / 2], 2 * (ks & 1));
+                        const u32 b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
+                        mma16816(c[ks & 1], qa[ks], 0u, qb[ks], 0u, b01, b23);
                     }
-                    mma16816(c[ks & 1], qa[ks], 0u, qb[ks], 0u, b01, b23);
+                    s[j][0] = c[0][0] + c[1][0];
+                    s[j][1] = c[0][1] + c[1][1];
                 }
-                s[j][0] = c[0][0] + c[1][0];
-                s[j][1] = c[0][1] + c[1][1];
-            }
-            // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
-            float mx = -INFINITY;
-            #pragma unroll
-            for (int j = 0; j < 4; j++)
-                #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int t = 8 * j + 2 * ci + e;
-                    float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
-                    v = KIVI ? (v + kc) * kscale : v * h2f(*(const u16*)(kb + t * TB)) * kscale;
-                    s[j][e] = FULL || t < nv ? v : -INFINITY;
-                    mx = fmaxf(mx, s[j][e]);
                 }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mnew = fmaxf(m_run, mx);
-            const float corr = __expf(m_run - mnew);
-            float sum = 0.f;
-            u32 pb[4];  // Pᵀ fragments: pb[j] = tokens 8j + 2ci + {0,1}, column gi
-            #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                float pv[2];
+                // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
+                float mx = -INFINITY;
                 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int t = 8 * j + 2 * ci + e;
-                    float p = FULL || t < nv ? __expf(s[j][e] - mnew) : 0.f;
-                    sum += p;
-                    float x = FULL || t < nv ? (KIVI ? p : p * h2f(*(const u16*)(vb + t * TB)) * vscale) : 0.f;
-                    pv[e] = gi < 4 ? x : x - h2f(f2h(x));
+                for (int j = 0; j < 4; j++)
+                    #pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int t = 8 * j + 2 * ci + e;
+                        float v = s[j][e] + __shfl_xor_sync(0xffffffffu, s[j][e], 16);
+                        v = KIVI ? (v + kc) * kscale : v * h2f(*(const u16*)(kb + t * TB)) * kscale;
+                        s[j][e] = FULL || t < nv ? v : -INFINITY;
+                        mx = fmaxf(mx, s[j][e]);
+                    }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mnew = fmaxf(m_run[0], mx);
+                const float corr = __expf(m_run[0] - mnew);
+                float sum = 0.f;
+                #pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    float pv[2];
+                    #pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int t = 8 * j + 2 * ci + e;
+                        const float p = FULL || t < nv ? __expf(s[j][e] - mnew) : 0.f;
+                        sum += p;
+                        const float x = FULL || t < nv ? (KIVI ? p : p * h2f(*(const u16*)(vb + t * TB)) * vscale) : 0.f;
+                        pv[e] = gi < 4 ? x : x - h2f(f2h(x));
+                    }
+                    pb[j] = pack_h2(pv[0], pv[1]);
                 }
-                pb[j] = pack_h2(pv[0], pv[1]);
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            l_run = l_run * corr + sum;
-            m_run = mnew;
-            // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
-            // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
-            // (Skipped while no head's maximum moved: most blocks once it settles.)
-            if (__any_sync(0xffffffffu, corr != 1.f)) {
-                const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
-                const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                l_run[0] = l_run[0] * corr + sum;
+                m_run[0] = mnew;
+                // Rescale the accumulators: this lane's columns 2ci, 2ci+1 are heads
+                // (2ci) & 3 and (2ci + 1) & 3, whose factors live in lanes 4·head.
+                // (Skipped while no head's maximum moved: most blocks once it settles.)
+                if (__any_sync(0xffffffffu, corr != 1.f)) {
+                    const float c0 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci) & 3));
+                    const float c1 = __shfl_sync(0xffffffffu, corr, 4 * ((2 * ci + 1) & 3));
+                    #pragma unroll
+                    for (int mt = 0; mt < 8; mt++) {
+                        o[mt][0] *= c0; o[mt][1] *= c1;
+                        o[mt][2] *= c0; o[mt][3] *= c1;
+                    }
+                }
+            } else {
+                // Scores with the keys as A (tile tt's rows: tokens 16tt + gi in
+                // a0 / a2 and 16tt + gi + 8 in a1 / a3; this lane decodes their
+                // dimensions 32·ci .. 32·ci + 31) and q as B (columns: the 4
+                // heads' f16 parts, then their remainders): half the MMAs of q as
+                // A, whose rows 8–15 were zeros, and this lane's score columns
+                // 2ci, 2ci + 1 are the heads of its accumulator columns.
+                float sc[2][4];
                 #pragma unroll
-                for (int mt = 0; mt < 8; mt++) {
-                    o[mt][0] *= c0; o[mt][1] *= c1;
-                    o[mt][2] *= c0; o[mt][3] *= c1;
+                for (int tt = 0; tt < 2; tt++) {
+                    u32 wa[KC / 4], wb[KC / 4];
+                    words<KC / 4>(kb + koff + 16 * tt * TB, ksh, wa);
+                    words<KC / 4>(kb + koff + (16 * tt + 8) * TB, ksh, wb);
+                    // Two accumulators: shorter chains of dependent MMAs.
+                    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                    #pragma unroll
+                    for (int ks = 0; ks < 8; ks++) {
+                        u32 a0, a1, a2, a3;
+                        if (BITS == 3) {  // 6-bit field = 2 dimensions
+                            a0 = lut6(wa, 12 * ks);
+                            a2 = lut6(wa, 12 * ks + 6);
+                            a1 = lut6(wb, 12 * ks);
+                            a3 = lut6(wb, 12 * ks + 6);
+                        } else {  // byte = the k-step's 4 dimensions
+                            const uint2 ea = lut2(wa[ks / 4], ks & 3), eb = lut2(wb[ks / 4], ks & 3);
+                            a0 = ea.x, a2 = ea.y, a1 = eb.x, a3 = eb.y;
+                        }
+                        mma16816(c[ks & 1], a0, a1, a2, a3, qa[ks], qb[ks]);
+                    }
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) sc[tt][e] = c[0][e] + c[1][e];
+                }
+                // Full scores: f16 part + remainder (columns c and c + 4 sit in
+                // lanes ci and ci ^ 2), scaled by the norms. Element e: token
+                // 16tt + gi + 8·(e >> 1), head (2ci + (e & 1)) & 3.
+                float mx[2] = {-INFINITY, -INFINITY};
+                #pragma unroll
+                for (int tt = 0; tt < 2; tt++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int t = 16 * tt + gi + 8 * (e >> 1);
+                        const float v = (sc[tt][e] + __shfl_xor_sync(0xffffffffu, sc[tt][e], 2)) * h2f(*(const u16*)(kb + t * TB)) * kscale;
+                        sc[tt][e] = FULL || t < nv ? v : -INFINITY;
+                        mx[e & 1] = fmaxf(mx[e & 1], sc[tt][e]);
+                    }
+                float mnew[2], corr[2], sum[2] = {0.f, 0.f};
+                #pragma unroll
+                for (int hb = 0; hb < 2; hb++) {
+                    #pragma unroll
+                    for (int x = 4; x < 32; x <<= 1) mx[hb] = fmaxf(mx[hb], __shfl_xor_sync(0xffffffffu, mx[hb], x));
+                    mnew[hb] = fmaxf(m_run[hb], mx[hb]);
+                    corr[hb] = __expf(m_run[hb] - mnew[hb]);
+                }
+                // P (times the value norms) in the A layout — tokens 16tt + gi
+                // (+ 8), columns 2ci, 2ci + 1: f16 parts in lanes ci < 2,
+                // remainders in ci ≥ 2 — transposed by movmatrix into the Pᵀ
+                // fragments the value MMAs take.
+                #pragma unroll
+                for (int tt = 0; tt < 2; tt++)
+                    #pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        const int t = 16 * tt + gi + 8 * half;
+                        const float nvs = h2f(*(const u16*)(vb + t * TB)) * vscale;
+                        float pv[2];
+                        #pragma unroll
+                        for (int hb = 0; hb < 2; hb++) {
+                            const float p = FULL || t < nv ? __expf(sc[tt][2 * half + hb] - mnew[hb]) : 0.f;
+                            sum[hb] += p;
+                            const float x = p * nvs;
+                            pv[hb] = ci < 2 ? x : x - h2f(f2h(x));
+                        }
+                        pb[2 * tt + half] = transpose8x8(pack_h2(pv[0], pv[1]));
+                    }
+                #pragma unroll
+                for (int hb = 0; hb < 2; hb++) {
+                    #pragma unroll
+                    for (int x = 4; x < 32; x <<= 1) sum[hb] += __shfl_xor_sync(0xffffffffu, sum[hb], x);
+                    l_run[hb] = l_run[hb] * corr[hb] + sum[hb];
+                    m_run[hb] = mnew[hb];
+                }
+                // Rescale the accumulators (their columns are this lane's two heads).
+                // (Skipped while no head's maximum moved: most blocks once it settles.)
+                if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+                    #pragma unroll
+                    for (int mt = 0; mt < 8; mt++) {
+                        o[mt][0] *= corr[0]; o[mt][1] *= corr[1];
+                        o[mt][2] *= corr[0]; o[mt][3] *= corr[1];
+                    }
                 }
             }
             // Values, two tiles of 16 tokens: this lane decodes tokens
@@ -556,9 +652,16 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
             mg.o[w][2 * ci + 1][mcol(d1)] = o[mt][3];
         }
     }
-    if (ci == 0 && gi < G) {
-        mg.m[w][gi] = m_run;
-        mg.l[w][gi] = l_run;
+    if (!SWAP && ci == 0 && gi < G) {
+        mg.m[w][gi] = m_run[0];
+        mg.l[w][gi] = l_run[0];
+    }
+    if (SWAP && gi == 0 && ci < 2) {
+        #pragma unroll
+        for (int hb = 0; hb < 2; hb++) {
+            mg.m[w][2 * ci + hb] = m_run[hb];
+            mg.l[w][2 * ci + hb] = l_run[hb];
+        }
     }
     __syncthreads();
     const int d = threadIdx.x % D;
