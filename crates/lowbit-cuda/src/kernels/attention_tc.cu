@@ -8,6 +8,7 @@
 // Both products run as mma.m16n8k16 (f16 inputs, f32 accumulation):
 //
 //   scores  Sᵀ[row][t] = Σ_d Q[row][d] · K[t][d]   A = Q, B = Kᵀ
+//           (turbo3, turbo2: S[t][row], A = K, B = Qᵀ — see SWAP)
 //   values  Oᵀ[d][col] += Σ_t V[t][d] · P[t][col]  A = Vᵀ, B = Pᵀ
 //
 // Rows/columns 0–3 of Q and P are the 4 query heads rounded to f16, 4–7
