@@ -338,57 +338,57 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                 float s[4][2];
                 float kc = 0.f;  // KIVI: Σ q·M of head gi & 3
                 if constexpr (KIVI) {
-                // Codes of a token: 8 bytes = two words of 16 dimensions (2
-                // bits each, from bit 0). Per k-step the 4 channels' (S, M)
-                // pairs (two 8-byte loads), then the 4 token groups and the
-                // minima column.
-                uint2 kw[4];
-                #pragma unroll
-                for (int j = 0; j < 4; j++) kw[j] = *(const uint2*)(kb + 4 * D + 32 * (8 * j + gi) + 8 * ci);
-                float c[5][4] = {};
-                u32 kw10[4][2];
-                #pragma unroll
-                for (int j = 0; j < 4; j++) kw10[j][0] = kw[j].x >> 10, kw10[j][1] = kw[j].y >> 10;
-                #pragma unroll
-                for (int ks = 0; ks < 8; ks++) {
-                    // Channels 32ci + 16h + 2p + {0, 1} and + {8, 9} (k-step 4h + p).
-                    const int ch = 32 * ci + 16 * (ks / 4) + 2 * (ks % 4);
-                    const uint2 sa = *(const uint2*)(kb + 4 * ch), sb = *(const uint2*)(kb + 4 * (ch + 8));
-                    const u32 s01 = __byte_perm(sa.x, sb.x, 0x5410), m01 = __byte_perm(sa.x, sb.x, 0x7632);
-                    const u32 s23 = __byte_perm(sa.y, sb.y, 0x5410), m23 = __byte_perm(sa.y, sb.y, 0x7632);
-                    // q·S once per k-step (not k·S per token): the codes stay exact.
-                    const u32 qs0 = hmul2(qa[ks], s01), qs1 = hmul2(qb[ks], s23);
+                    // Codes of a token: 8 bytes = two words of 16 dimensions (2
+                    // bits each, from bit 0). Per k-step the 4 channels' (S, M)
+                    // pairs (two 8-byte loads), then the 4 token groups and the
+                    // minima column.
+                    uint2 kw[4];
+                    #pragma unroll
+                    for (int j = 0; j < 4; j++) kw[j] = *(const uint2*)(kb + 4 * D + 32 * (8 * j + gi) + 8 * ci);
+                    float c[5][4] = {};
+                    u32 kw10[4][2];
+                    #pragma unroll
+                    for (int j = 0; j < 4; j++) kw10[j][0] = kw[j].x >> 10, kw10[j][1] = kw[j].y >> 10;
+                    #pragma unroll
+                    for (int ks = 0; ks < 8; ks++) {
+                        // Channels 32ci + 16h + 2p + {0, 1} and + {8, 9} (k-step 4h + p).
+                        const int ch = 32 * ci + 16 * (ks / 4) + 2 * (ks % 4);
+                        const uint2 sa = *(const uint2*)(kb + 4 * ch), sb = *(const uint2*)(kb + 4 * (ch + 8));
+                        const u32 s01 = __byte_perm(sa.x, sb.x, 0x5410), m01 = __byte_perm(sa.x, sb.x, 0x7632);
+                        const u32 s23 = __byte_perm(sa.y, sb.y, 0x5410), m23 = __byte_perm(sa.y, sb.y, 0x7632);
+                        // q·S once per k-step (not k·S per token): the codes stay exact.
+                        const u32 qs0 = hmul2(qa[ks], s01), qs1 = hmul2(qb[ks], s23);
+                        #pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            const u32 x = ks < 4 ? kw[j].x : kw[j].y, x10 = kw10[j][ks / 4];
+                            mma16816(c[j], qs0, 0u, qs1, 0u, code2_h2(x, x10, 2 * (ks % 4), h1024), code2_h2(x, x10, 2 * (ks % 4) + 1, h1024));
+                        }
+                        mma16816(c[4], qa[ks], 0u, qb[ks], 0u, gi == 0 ? m01 : 0u, gi == 0 ? m23 : 0u);
+                    }
                     #pragma unroll
                     for (int j = 0; j < 4; j++) {
-                        const u32 x = ks < 4 ? kw[j].x : kw[j].y, x10 = kw10[j][ks / 4];
-                        mma16816(c[j], qs0, 0u, qs1, 0u, code2_h2(x, x10, 2 * (ks % 4), h1024), code2_h2(x, x10, 2 * (ks % 4) + 1, h1024));
+                        s[j][0] = c[j][0];
+                        s[j][1] = c[j][1];
                     }
-                    mma16816(c[4], qa[ks], 0u, qb[ks], 0u, gi == 0 ? m01 : 0u, gi == 0 ? m23 : 0u);
-                }
-                #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    s[j][0] = c[j][0];
-                    s[j][1] = c[j][1];
-                }
-                // Column 0 of the minima tile (lanes ci = 0): f16 part + remainder, to the lanes of the head.
-                kc = c[4][0] + __shfl_xor_sync(0xffffffffu, c[4][0], 16);
-                kc = __shfl_sync(0xffffffffu, kc, lane & ~3);
+                    // Column 0 of the minima tile (lanes ci = 0): f16 part + remainder, to the lanes of the head.
+                    kc = c[4][0] + __shfl_xor_sync(0xffffffffu, c[4][0], 16);
+                    kc = __shfl_sync(0xffffffffu, kc, lane & ~3);
                 } else {
-                #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    u32 wd[KC / 4];
-                    words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
-                    // Two accumulators: shorter chains of dependent MMAs.
-                    float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
                     #pragma unroll
-                    for (int ks = 0; ks < 8; ks++) {  // a code byte = 2 dimensions
-                        const u32 b01 = lut(wd[ks / 2], 2 * (ks & 1));
-                        const u32 b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
-                        mma16816(c[ks & 1], qa[ks], 0u, qb[ks], 0u, b01, b23);
+                    for (int j = 0; j < 4; j++) {
+                        u32 wd[KC / 4];
+                        words<KC / 4>(kb + koff + 8 * j * TB, ksh, wd);
+                        // Two accumulators: shorter chains of dependent MMAs.
+                        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                        #pragma unroll
+                        for (int ks = 0; ks < 8; ks++) {  // a code byte = 2 dimensions
+                            const u32 b01 = lut(wd[ks / 2], 2 * (ks & 1));
+                            const u32 b23 = lut(wd[ks / 2], 2 * (ks & 1) + 1);
+                            mma16816(c[ks & 1], qa[ks], 0u, qb[ks], 0u, b01, b23);
+                        }
+                        s[j][0] = c[0][0] + c[1][0];
+                        s[j][1] = c[0][1] + c[1][1];
                     }
-                    s[j][0] = c[0][0] + c[1][0];
-                    s[j][1] = c[0][1] + c[1][1];
-                }
                 }
                 // Full scores (f16 part + remainder rows), scaled; softmax for head gi & 3.
                 float mx = -INFINITY;
