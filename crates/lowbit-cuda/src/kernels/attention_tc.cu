@@ -154,6 +154,10 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     // Scores with the keys as the MMA's A operand (absorb below): turbo3 and
     // turbo2 (v40); turbo4 and kivi2 keep q as A.
     constexpr bool SWAP = !KIVI && BITS < 4;
+    // turbo2 (v41): the block's maxima reduced across a head's lanes only
+    // when some lane's exceeds the running one, and the softmax sums kept
+    // per lane until the end (same results; faster for turbo2 only).
+    constexpr bool LAZY = SWAP && BITS == 2;
     extern __shared__ __align__(16) u8 dyn[];
     const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
     const u32 below = (0u - dyn_at) & 0xffffu;  // bytes before the first 64 KB boundary
@@ -482,10 +486,12 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                         mx[e & 1] = fmaxf(mx[e & 1], sc[tt][e]);
                     }
                 float mnew[2], corr[2], sum[2] = {0.f, 0.f};
+                const bool grow = !LAZY || __any_sync(0xffffffffu, mx[0] > m_run[0] || mx[1] > m_run[1]);
                 #pragma unroll
                 for (int hb = 0; hb < 2; hb++) {
-                    #pragma unroll
-                    for (int x = 4; x < 32; x <<= 1) mx[hb] = fmaxf(mx[hb], __shfl_xor_sync(0xffffffffu, mx[hb], x));
+                    if (grow)
+                        #pragma unroll
+                        for (int x = 4; x < 32; x <<= 1) mx[hb] = fmaxf(mx[hb], __shfl_xor_sync(0xffffffffu, mx[hb], x));
                     mnew[hb] = fmaxf(m_run[hb], mx[hb]);
                     corr[hb] = __expf(m_run[hb] - mnew[hb]);
                 }
@@ -512,8 +518,8 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
                 #pragma unroll
                 for (int hb = 0; hb < 2; hb++) {
                     #pragma unroll
-                    for (int x = 4; x < 32; x <<= 1) sum[hb] += __shfl_xor_sync(0xffffffffu, sum[hb], x);
-                    l_run[hb] = l_run[hb] * corr[hb] + sum[hb];
+                    for (int x = 4; x < 32 && !LAZY; x <<= 1) sum[hb] += __shfl_xor_sync(0xffffffffu, sum[hb], x);
+                    l_run[hb] = l_run[hb] * corr[hb] + sum[hb];  // LAZY: this lane's tokens only
                     m_run[hb] = mnew[hb];
                 }
                 // Rescale the accumulators (their columns are this lane's two heads).
@@ -653,6 +659,11 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
             mg.o[w][2 * ci + 1][mcol(d1)] = o[mt][3];
         }
     }
+    if (LAZY)  // the lanes of a head add up their sums (its maximum is the same in all)
+        #pragma unroll
+        for (int hb = 0; hb < 2; hb++)
+            #pragma unroll
+            for (int x = 4; x < 32; x <<= 1) l_run[hb] += __shfl_xor_sync(0xffffffffu, l_run[hb], x);
     if (!SWAP && ci == 0 && gi < G) {
         mg.m[w][gi] = m_run[0];
         mg.l[w][gi] = l_run[0];
