@@ -156,7 +156,8 @@ __device__ void attn_tc(const float* q, const u8* pool, const int* table, int ma
     constexpr bool SWAP = !KIVI && BITS < 4;
     // turbo2 (v41): the block's maxima reduced across a head's lanes only
     // when some lane's exceeds the running one, and the softmax sums kept
-    // per lane until the end (same results; faster for turbo2 only).
+    // per lane until the end (the same softmax, its sums added in another
+    // order; measured faster for turbo2 only).
     constexpr bool LAZY = SWAP && BITS == 2;
     extern __shared__ __align__(16) u8 dyn[];
     const u32 dyn_at = (u32)__cvta_generic_to_shared(dyn);
