@@ -149,7 +149,7 @@ pub static FORMATS: &[FormatRow] = &[
     FormatRow {
         family: "polar",
         syntax: "polar{3,4}[:d<dim>][:seed=<n>][:fit]",
-        about: "PolarQuant: RHT + pairs coded as (angle, Lloyd-Max radius)",
+        about: "PolarQuant: RHT + pairs coded as points on rings (angles per ring)",
         presets: &["polar3", "polar4", "polar4:fit"],
         parse: |h, o| family(h, o, "polar", "", 3, 4, &["d", "seed", "fit"]),
         print: |p| format!("polar{}{}", p.bits, rot_opts(p)),

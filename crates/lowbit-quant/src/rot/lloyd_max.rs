@@ -1,7 +1,7 @@
 //! Lloyd–Max (MSE-optimal scalar) codebooks for a known density, computed
 //! numerically once and cached: N(0,1), the law of one coordinate of a
 //! random unit vector in R^d scaled by sqrt(d) (a Beta law, which tends to
-//! N(0,1) as d grows), and the Rayleigh law of a Gaussian pair's radius.
+//! N(0,1) as d grows).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,8 +31,6 @@ pub enum Law {
     Gaussian,
     /// Coordinate of a uniform unit vector in R^d, times sqrt(d).
     UnitSphere(usize),
-    /// Radius of a standard 2-D Gaussian (density r·e^{-r²/2}).
-    Rayleigh,
 }
 
 impl Law {
@@ -43,7 +41,6 @@ impl Law {
                 let r = (d as f64).sqrt().min(9.0);
                 (-r, r)
             }
-            Law::Rayleigh => (0.0, 10.0),
         }
     }
 
@@ -58,7 +55,6 @@ impl Law {
                     t.powf((d as f64 - 3.0) / 2.0)
                 }
             }
-            Law::Rayleigh => x * (-0.5 * x * x).exp(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod lloyd_max;
 pub mod polar;
 pub mod qjl;
 pub mod rht;
+pub mod rings;
 pub mod turbo;
 
 #[cfg(test)]
