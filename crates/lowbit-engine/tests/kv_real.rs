@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use lowbit_engine::kv::{DenseCache, KvCache, KvShape, PagedCache, Policy};
 use lowbit_engine::loader;
+use lowbit_quant::rng::SplitMix64;
 
 /// An f32 cache that also keeps every layer's keys, values and queries.
 struct Recorder {
@@ -42,45 +43,63 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb).max(1e-30)
 }
 
-#[test]
-fn codecs_keep_attention_close_on_real_smollm2_kv() {
+/// Each layer's keys, values and queries of SmolLM2 on the first `n`
+/// tokens of WikiText-2, and each layer's f32 attention output over them;
+/// `None` (with the reason printed) when the model or text is missing.
+struct Captured {
+    shape: KvShape,
+    n: usize,
+    seen: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+    reference: Vec<Vec<f32>>,
+}
+
+fn capture(n: usize) -> Option<Captured> {
     let path = match lowbit_assets::smollm2_gguf() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("SKIPPED: SmolLM2 unavailable: {e}");
-            return;
+            return None;
         }
     };
     let text = match lowbit_assets::data_file("text/wikitext-2-raw-test.txt") {
         Ok(p) => p,
         Err(e) => {
             eprintln!("SKIPPED: {e}");
-            return;
+            return None;
         }
     };
     let l = loader::load(&path, None).unwrap();
     let text = std::fs::read_to_string(text).unwrap();
-    let n = 512;
     let tokens = l.tokenizer.encode(&text[..12_000], true).unwrap();
     assert!(tokens.len() >= n);
     let shape: KvShape = l.model.kv_shape(n);
     let mut rec = Recorder { inner: DenseCache::new(shape), seen: Mutex::new(vec![Default::default(); shape.n_layers]) };
     l.model.forward(&tokens[..n], 0, &mut rec, false).unwrap();
     let seen = rec.seen.into_inner().unwrap();
-    let w = shape.n_heads * shape.head_dim;
     // Reference outputs per layer.
-    let reference: Vec<Vec<f32>> = seen
-        .iter()
-        .enumerate()
-        .map(|(layer, (k, v, q))| {
-            let mut c = DenseCache::new(KvShape { n_layers: 1, ..shape });
-            c.store(0, 0, k, v);
-            let mut out = vec![0f32; n * w];
-            c.attend_batch(0, 0, n, q, &mut out);
-            let _ = layer;
-            out
-        })
-        .collect();
+    let reference: Vec<Vec<f32>> = seen.iter().map(|(k, v, q)| dense_attention(shape, n, k, v, q)).collect();
+    Some(Captured { shape, n, seen, reference })
+}
+
+/// One layer's f32 attention output over keys `k` and values `v`.
+fn dense_attention(shape: KvShape, n: usize, k: &[f32], v: &[f32], q: &[f32]) -> Vec<f32> {
+    let mut c = DenseCache::new(KvShape { n_layers: 1, ..shape });
+    c.store(0, 0, k, v);
+    let mut out = vec![0f32; n * shape.n_heads * shape.head_dim];
+    c.attend_batch(0, 0, n, q, &mut out);
+    out
+}
+
+/// Mean over queries of the cosine between two layers' outputs.
+fn mean_cosine(shape: KvShape, out: &[f32], reference: &[f32]) -> f64 {
+    let w = shape.n_heads * shape.head_dim;
+    out.chunks(w).zip(reference.chunks(w)).map(|(a, b)| cosine(a, b)).sum::<f64>() / (out.len() / w) as f64
+}
+
+#[test]
+fn codecs_keep_attention_close_on_real_smollm2_kv() {
+    let Some(Captured { shape, n, seen, reference }) = capture(512) else { return };
+    let w = shape.n_heads * shape.head_dim;
     let mut failures = Vec::new();
     eprintln!("{:<28} {:>9} {:>11} {:>11}", "policy", "bits/el", "mean cos", "worst layer");
     // (policy, the threshold when this policy is one lowbit claims
@@ -100,7 +119,7 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         ("turbo4", 0.99),
         ("polar4", 0.99),
         ("k=turbo4p,v=f16", 0.0),
-        ("uniform4:g32:asym+rht", 0.0),
+        ("uniform4:g32:asym+rht", 0.99),
         ("kivi4", 0.99),
         ("turbo4+center,sink=1", 0.99),
         ("turbo4,sink=1", 0.99),
@@ -125,8 +144,7 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
             c.store(0, 0, k, v);
             let mut out = vec![0f32; n * w];
             c.attend_batch(0, 0, n, q, &mut out);
-            let cos: f64 = out.chunks(w).zip(reference[layer].chunks(w)).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64;
-            per_layer.push(cos);
+            per_layer.push(mean_cosine(shape, &out, &reference[layer]));
         }
         let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;
         let worst = per_layer.iter().copied().fold(1.0, f64::min);
@@ -138,4 +156,48 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// The best any code of `bits` bits per coordinate could do on a Gaussian
+/// source: the rate–distortion test channel x̂ = a·x + w (a = 1 − 4^-bits,
+/// w ~ N(0, a·4^-bits·σ²) per coordinate, σ² = ‖x‖²/d of the token's
+/// vector in one KV head), the error's squared norm 4^-bits·‖x‖² — a
+/// fraction of plain Lloyd–Max's (0.117 at 2 bits, 0.0095 at 4). Applied
+/// to every token's key and value in every KV head (the law is isotropic,
+/// so a rotation changes nothing). If even this channel's attention stays
+/// under the 0.95 at 2 bits, no per-token codec that treats a
+/// rotated token as Gaussian coordinates (turbo2, polar at 2 bits) can reach
+/// it on these heads; the policies that do reach it remove the keys' shared
+/// channel means first (`+center`) or code per channel (KIVI).
+#[test]
+fn the_gaussian_rate_distortion_bound_on_real_smollm2_kv() {
+    let Some(Captured { shape, n, seen, reference }) = capture(512) else { return };
+    let d = shape.head_dim;
+    let channel = |x: &[f32], bits: i32, rng: &mut SplitMix64| -> Vec<f32> {
+        let dist = 4f64.powi(-bits);
+        let a = 1.0 - dist;
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks(d) {
+            let s2 = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / d as f64;
+            let sd = (a * dist * s2).sqrt();
+            out.extend(row.iter().map(|v| (a * *v as f64 + sd * rng.normal()) as f32));
+        }
+        out
+    };
+    let mut cos = Vec::new();
+    for bits in [2, 3, 4] {
+        let mut rng = SplitMix64::new(0x5244 + bits as u64);
+        let mut per_layer = Vec::new();
+        for (layer, (k, v, q)) in seen.iter().enumerate() {
+            let out = dense_attention(shape, n, &channel(k, bits, &mut rng), &channel(v, bits, &mut rng), q);
+            per_layer.push(mean_cosine(shape, &out, &reference[layer]));
+        }
+        let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;
+        let worst = per_layer.iter().copied().fold(1.0, f64::min);
+        eprintln!("Gaussian test channel at {bits} bits/coordinate: mean cosine {mean:.5}, worst layer {worst:.5}");
+        cos.push(mean);
+    }
+    assert!(cos[0] < cos[1] && cos[1] < cos[2], "more bits, less noise: {cos:?}");
+    assert!(cos[2] >= 0.99, "4 bits per coordinate can reach the issue's 0.99: {:.5}", cos[2]);
+    assert!(cos[0] < 0.95, "the 2-bit bound {:.5} reaches 0.95: plain 2-bit codecs are not ruled out", cos[0]);
 }
