@@ -61,6 +61,8 @@ struct Report {
     device: String,
     arch: String,
     copy_gbps: f64,
+    /// An empty kernel timed as each row is (µs): part of every row's time.
+    launch_floor_us: f64,
     tolerance: f64,
     checks: Vec<Check>,
     quantize_vectors_per_sec: Vec<(String, f64)>,
@@ -99,6 +101,7 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
     }
     let checks = bench::check(&gpu, &codecs, a.check_tokens)?;
     let copy = bench::copy_bandwidth(&gpu)?;
+    let floor = bench::launch_floor(&gpu, a.gpu_launches)?;
     let mut quant = Vec::new();
     for &c in &quantized {
         let r = bench::quant_rate(&gpu, c)?;
@@ -133,6 +136,7 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
         device: gpu.name.clone(),
         arch: gpu.arch.clone(),
         copy_gbps: copy / 1e9,
+        launch_floor_us: floor,
         tolerance: bench::TOLERANCE,
         checks: checks.into_iter().map(|c| Check { kernel: c.kernel, rel_err: c.rel_err, same_bytes: c.same_bytes, error_ratio: c.error_ratio, pass: c.pass }).collect(),
         quantize_vectors_per_sec: quant,
@@ -142,7 +146,8 @@ pub fn run(a: &Args, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} ({}), device-to-device copy {:.0} GB/s (read + write)", report.device, report.arch, report.copy_gbps);
+        println!("{} ({}), device-to-device copy {:.0} GB/s (read + write, 1 GiB)", report.device, report.arch, report.copy_gbps);
+        println!("launch floor: an empty kernel timed like each row below takes {:.1} µs", report.launch_floor_us);
         println!("checks against the CPU reference (relative error ≤ {}):", report.tolerance);
         for c in &report.checks {
             let mut same = c.same_bytes.map_or(String::new(), |s| format!(", identical bytes {:.4}%", 100.0 * s));

@@ -290,6 +290,34 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
     Ok(Timing { codec: kernel.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
 }
 
+/// The launch floor in µs: an empty kernel timed as [`time`] times a call
+/// (events around one launch, 10 warm-ups, the median of `launches`) —
+/// what every timed call pays before its kernels do any work. The copy
+/// bandwidth ([`copy_bandwidth`]) is measured over 1 GiB, where this floor
+/// is under 1%; on a 60 µs call it is several percent.
+pub fn launch_floor(gpu: &Gpu, launches: usize) -> Result<f64> {
+    let f = gpu.function("launch_floor")?;
+    let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+    let launch = || {
+        let mut l = gpu.stream.launch_builder(&f);
+        // SAFETY: launch_floor takes no arguments and touches no memory.
+        unsafe { l.launch(cfg) }.map(|_| ())
+    };
+    for _ in 0..10 {
+        launch()?;
+    }
+    let mut events = Vec::with_capacity(launches);
+    for _ in 0..launches.max(1) {
+        let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        launch()?;
+        let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+        events.push((e0, e1));
+    }
+    gpu.stream.synchronize()?;
+    let ms: Vec<f64> = events.iter().map(|(a, b)| a.elapsed_ms(b).map(|v| v as f64)).collect::<std::result::Result<_, _>>()?;
+    Ok(median(ms) * 1e3)
+}
+
 /// Quantize-on-append rate: 8 sequences × 2048 tokens × 8 KV heads of one
 /// plane per call, median of 20 calls.
 pub fn quant_rate(gpu: &Gpu, codec: KvCodec) -> Result<QuantRate> {

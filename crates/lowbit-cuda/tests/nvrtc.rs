@@ -13,7 +13,7 @@ fn kernels_compile_for_hopper_where_nvrtc_is_found() {
     for arch in ["sm_90a", "sm_80"] {
         let ptx = device::compile(arch).unwrap_or_else(|e| panic!("{e}"));
         let src = ptx.to_src();
-        for k in ["attn_turbo4", "attn_turbo4_tc", "attn_turbo4_tc_w8", "attn_turbo3_tc", "attn_turbo2_tc", "attn_kivi2_tc", "attn_finish_tc", "attn_turbo3", "attn_turbo2", "attn_q8_0", "attn_f16", "attn_window_f16", "attn_combine", "quant_turbo4", "quant_q8_0", "attn_kivi2", "attn_kivi4", "quant_kivi2", "quant_kivi2_keys", "quant_kivi4_keys", "fill_normal"] {
+        for k in ["attn_turbo4", "attn_turbo4_tc", "attn_turbo4_tc_w8", "attn_turbo3_tc", "attn_turbo2_tc", "attn_kivi2_tc", "attn_finish_tc", "attn_turbo3", "attn_turbo2", "attn_q8_0", "attn_f16", "attn_window_f16", "attn_combine", "quant_turbo4", "quant_q8_0", "attn_kivi2", "attn_kivi4", "quant_kivi2", "quant_kivi2_keys", "quant_kivi4_keys", "fill_normal", "launch_floor"] {
             assert!(src.contains(k), "{arch}: kernel {k} missing from the PTX");
         }
     }
