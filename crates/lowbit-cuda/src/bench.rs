@@ -291,25 +291,28 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
 }
 
 /// The launch floor in µs: an empty kernel timed as [`time`] times a call
-/// (events around one launch, 10 warm-ups, the median of `launches`) —
-/// what every timed call pays before its kernels do any work. The copy
-/// bandwidth ([`copy_bandwidth`]) is measured over 1 GiB, where this floor
-/// is under 1%; on a 60 µs call it is several percent.
+/// (events around one launch, the median of `launches`), queued behind a
+/// 5 ms busy launch so the GPU, not the host, sets the pace — the time a
+/// timed call pays besides its kernels' work when the GPU runs calls back
+/// to back. The copy bandwidth ([`copy_bandwidth`]) is measured over 1 GiB,
+/// where this floor is under 1%; on a 60 µs call it is a few percent.
 pub fn launch_floor(gpu: &Gpu, launches: usize) -> Result<f64> {
     let f = gpu.function("launch_floor")?;
     let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
-    let launch = || {
+    let launch = |spin_ns: i64| {
         let mut l = gpu.stream.launch_builder(&f);
-        // SAFETY: launch_floor takes no arguments and touches no memory.
+        l.arg(&spin_ns);
+        // SAFETY: matches launch_floor(long long); it touches no memory.
         unsafe { l.launch(cfg) }.map(|_| ())
     };
     for _ in 0..10 {
-        launch()?;
+        launch(0)?;
     }
+    launch(5_000_000)?;
     let mut events = Vec::with_capacity(launches);
     for _ in 0..launches.max(1) {
         let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        launch()?;
+        launch(0)?;
         let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
         events.push((e0, e1));
     }

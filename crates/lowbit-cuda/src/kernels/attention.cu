@@ -419,7 +419,16 @@ extern "C" __global__ void __launch_bounds__(NT) attn_combine(const float* part,
     out[((i64)b * H + hq) * D + threadIdx.x] = r / L;
 }
 
-// Does nothing: `lowbit bench attention` times it as it times a call
-// (CUDA events around one launch) to report the floor every timed call
-// includes, whatever its kernels do.
-extern "C" __global__ void launch_floor() {}
+// Does nothing (after `spin_ns` of busy waiting by one thread):
+// `lowbit bench attention` times it as it times a call (CUDA events around
+// one launch) for the floor every timed call includes, whatever its
+// kernels do. One spinning launch first keeps the GPU busy while the timed
+// launches are queued behind it, so the events see the GPU's own gaps, not
+// the host's pace.
+extern "C" __global__ void launch_floor(long long spin_ns) {
+    if (spin_ns > 0 && threadIdx.x == 0) {
+        long long t0, t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+        do asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); while (t - t0 < spin_ns);
+    }
+}
