@@ -166,9 +166,9 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
 /// to every token's key and value in every KV head (the law is isotropic,
 /// so a rotation changes nothing). If even this channel's attention stays
 /// under the 0.95 at 2 bits, no per-token codec that treats a
-/// rotated token as Gaussian coordinates (turbo2, polar at 2 bits) can reach
-/// it on these heads; the policies that do reach it remove the keys' shared
-/// channel means first (`+center`) or code per channel (KIVI).
+/// rotated token as Gaussian coordinates (turbo2) can reach it on these
+/// heads; the 2-bit policies that do reach it remove the keys' per-channel
+/// means first (`+center`, with the attention sink kept).
 #[test]
 fn the_gaussian_rate_distortion_bound_on_real_smollm2_kv() {
     let Some(Captured { shape, n, seen, reference }) = capture(512) else { return };
