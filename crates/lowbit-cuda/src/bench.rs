@@ -276,16 +276,7 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
     for i in 0..10 {
         kv.attend(i % copies, &q, &mut part, &mut out)?;
     }
-    let mut events = Vec::with_capacity(launches);
-    for i in 0..launches {
-        let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        kv.attend(i % copies, &q, &mut part, &mut out)?;
-        let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        events.push((e0, e1));
-    }
-    gpu.stream.synchronize()?;
-    let ms: Vec<f64> = events.iter().map(|(a, b)| a.elapsed_ms(b).map(|v| v as f64)).collect::<std::result::Result<_, _>>()?;
-    let micros = median(ms) * 1e3;
+    let micros = median_call_micros(gpu, launches, |i| kv.attend(i % copies, &q, &mut part, &mut out))?;
     let bytes = kv.bytes_read();
     Ok(Timing { codec: kernel.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
 }
@@ -299,20 +290,27 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
 pub fn launch_floor(gpu: &Gpu, launches: usize) -> Result<f64> {
     let f = gpu.function("launch_floor")?;
     let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
-    let launch = |spin_ns: i64| {
+    let launch = |spin_ns: i64| -> Result<()> {
         let mut l = gpu.stream.launch_builder(&f);
         l.arg(&spin_ns);
         // SAFETY: matches launch_floor(long long); it touches no memory.
-        unsafe { l.launch(cfg) }.map(|_| ())
+        unsafe { l.launch(cfg) }?;
+        Ok(())
     };
     for _ in 0..10 {
         launch(0)?;
     }
     launch(5_000_000)?;
+    median_call_micros(gpu, launches.max(1), |_| launch(0))
+}
+
+/// `call(i)` for i in 0..`launches`, each between two CUDA events, queued
+/// without waiting; the median of the event times, in µs.
+fn median_call_micros(gpu: &Gpu, launches: usize, mut call: impl FnMut(usize) -> Result<()>) -> Result<f64> {
     let mut events = Vec::with_capacity(launches);
-    for _ in 0..launches.max(1) {
+    for i in 0..launches {
         let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        launch(0)?;
+        call(i)?;
         let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
         events.push((e0, e1));
     }
