@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use lowbit_quant::rng::SplitMix64;
 
 use crate::device::Gpu;
@@ -289,19 +289,47 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
 /// where this floor is under 1%; on a 60 µs call it is a few percent.
 pub fn launch_floor(gpu: &Gpu, launches: usize) -> Result<f64> {
     let f = gpu.function("launch_floor")?;
+    for _ in 0..10 {
+        spin(gpu, &f, 0)?;
+    }
+    spin(gpu, &f, 5_000_000)?;
+    median_call_micros(gpu, launches.max(1), |_| spin(gpu, &f, 0))
+}
+
+/// One launch of `f`, the `launch_floor` kernel: a single warp that spins
+/// for `ns` nanoseconds (0: an empty kernel).
+fn spin(gpu: &Gpu, f: &CudaFunction, ns: i64) -> Result<()> {
     let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
-    let launch = |spin_ns: i64| -> Result<()> {
-        let mut l = gpu.stream.launch_builder(&f);
-        l.arg(&spin_ns);
-        // SAFETY: matches launch_floor(long long); it touches no memory.
-        unsafe { l.launch(cfg) }?;
+    let mut l = gpu.stream.launch_builder(f);
+    l.arg(&ns);
+    // SAFETY: matches launch_floor(long long); it touches no memory.
+    unsafe { l.launch(cfg) }?;
+    Ok(())
+}
+
+/// A device-to-device copy call that moves `bytes` (half read, half
+/// written), timed as [`time`] times an attention call that reads `bytes`:
+/// events around each call, the median of `launches`, GPU-paced (queued
+/// behind a busy launch), rotating over enough buffer to exceed the L2
+/// cache. What a call that only moves those bytes takes, floor included.
+pub fn copy_call_micros(gpu: &Gpu, bytes: usize, launches: usize) -> Result<f64> {
+    let n = (bytes / 2).div_ceil(256) * 256;
+    if n == 0 || launches == 0 {
+        return Err(crate::CudaError::Shape(format!("a copy call needs bytes > 0 and ≥ 1 launch (bytes {bytes}, launches {launches})")));
+    }
+    let chunks = (512usize << 20).div_ceil(n).clamp(1, 64);
+    let a = gpu.stream.alloc_zeros::<u8>(n * chunks)?;
+    let mut b = gpu.stream.alloc_zeros::<u8>(n * chunks)?;
+    let mut copy = |i: usize| -> Result<()> {
+        let r = (i % chunks) * n..(i % chunks + 1) * n;
+        gpu.stream.memcpy_dtod(&a.slice(r.clone()), &mut b.slice_mut(r))?;
         Ok(())
     };
-    for _ in 0..10 {
-        launch(0)?;
+    for i in 0..3 {
+        copy(i)?;
     }
-    launch(5_000_000)?;
-    median_call_micros(gpu, launches.max(1), |_| launch(0))
+    spin(gpu, &gpu.function("launch_floor")?, 5_000_000)?;
+    median_call_micros(gpu, launches, copy)
 }
 
 /// `call(i)` for i in 0..`launches`, each between two CUDA events, queued
