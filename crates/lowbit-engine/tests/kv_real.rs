@@ -77,13 +77,13 @@ fn capture(n: usize) -> Option<Captured> {
     l.model.forward(&tokens[..n], 0, &mut rec, false).unwrap();
     let seen = rec.seen.into_inner().unwrap();
     // Reference outputs per layer.
-    let reference: Vec<Vec<f32>> = seen.iter().map(|(k, v, q)| dense_attention(shape, n, k, v, q)).collect();
+    let reference: Vec<Vec<f32>> = seen.iter().map(|(k, v, q)| attention(DenseCache::new(KvShape { n_layers: 1, ..shape }), shape, n, k, v, q)).collect();
     Some(Captured { shape, n, seen, reference })
 }
 
-/// One layer's f32 attention output over keys `k` and values `v`.
-fn dense_attention(shape: KvShape, n: usize, k: &[f32], v: &[f32], q: &[f32]) -> Vec<f32> {
-    let mut c = DenseCache::new(KvShape { n_layers: 1, ..shape });
+/// One layer's attention output over keys `k` and values `v`, stored in
+/// `c` (a one-layer cache of `shape`).
+fn attention(mut c: impl KvCache, shape: KvShape, n: usize, k: &[f32], v: &[f32], q: &[f32]) -> Vec<f32> {
     c.store(0, 0, k, v);
     let mut out = vec![0f32; n * shape.n_heads * shape.head_dim];
     c.attend_batch(0, 0, n, q, &mut out);
@@ -99,7 +99,6 @@ fn mean_cosine(shape: KvShape, out: &[f32], reference: &[f32]) -> f64 {
 #[test]
 fn codecs_keep_attention_close_on_real_smollm2_kv() {
     let Some(Captured { shape, n, seen, reference }) = capture(512) else { return };
-    let w = shape.n_heads * shape.head_dim;
     let mut failures = Vec::new();
     eprintln!("{:<28} {:>9} {:>11} {:>11}", "policy", "bits/el", "mean cos", "worst layer");
     // (policy, the threshold when this policy is one lowbit claims
@@ -140,10 +139,7 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         let p = Policy::parse(spec).unwrap();
         let mut per_layer = Vec::new();
         for (layer, (k, v, q)) in seen.iter().enumerate() {
-            let mut c = PagedCache::new(KvShape { n_layers: 1, ..shape }, &p).unwrap();
-            c.store(0, 0, k, v);
-            let mut out = vec![0f32; n * w];
-            c.attend_batch(0, 0, n, q, &mut out);
+            let out = attention(PagedCache::new(KvShape { n_layers: 1, ..shape }, &p).unwrap(), shape, n, k, v, q);
             per_layer.push(mean_cosine(shape, &out, &reference[layer]));
         }
         let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;
@@ -189,7 +185,7 @@ fn the_gaussian_rate_distortion_bound_on_real_smollm2_kv() {
         let mut rng = SplitMix64::new(0x5244 + bits as u64);
         let mut per_layer = Vec::new();
         for (layer, (k, v, q)) in seen.iter().enumerate() {
-            let out = dense_attention(shape, n, &channel(k, bits, &mut rng), &channel(v, bits, &mut rng), q);
+            let out = attention(DenseCache::new(KvShape { n_layers: 1, ..shape }), shape, n, &channel(k, bits, &mut rng), &channel(v, bits, &mut rng), q);
             per_layer.push(mean_cosine(shape, &out, &reference[layer]));
         }
         let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;
