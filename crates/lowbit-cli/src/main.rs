@@ -82,11 +82,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Index(c) => index_cmd::run(c),
         Cmd::Embed(a) => embed::run(a),
         Cmd::Formats => {
-            println!("{:<40} {:<12} {:>8} {:>7}  about", "syntax", "preset", "bits/el", "block");
+            use lowbit_quant::Caps;
+            let flags = [
+                (Caps::WEIGHTS, "weights"),
+                (Caps::KV, "kv"),
+                (Caps::IMPORTANCE, "imatrix"),
+                (Caps::INT_DOT, "int-dot"),
+                (Caps::GPU, "gpu"),
+                (Caps::ACTIVATIONS, "activations"),
+            ];
+            println!("{:>4} {:<40} {:<12} {:>8} {:>7}  {:<32} about", "id", "syntax", "preset", "bits/el", "block", "use");
             for row in lowbit_quant::FORMATS {
+                let uses: Vec<&str> = flags.iter().filter(|(c, _)| row.has(*c)).map(|(_, n)| *n).collect();
                 for p in row.presets {
                     let f = lowbit_quant::Format::parse(p)?;
-                    println!("{:<40} {:<12} {:>8.4} {:>7}  {}", row.syntax, f.name(), f.bits_per_element(), f.block_elems(), row.about);
+                    let (bits, block) = (f.bits_per_element(), f.block_elems());
+                    println!("{:>4} {:<40} {:<12} {:>8.4} {:>7}  {:<32} {}", row.id.0, row.syntax, f.name(), bits, block, uses.join(","), row.about);
                 }
             }
             Ok(())

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use lowbit_engine::loader::{self, Loaded};
 use lowbit_engine::Policy;
 
@@ -20,10 +20,16 @@ pub struct ModelArgs {
     /// (grammar: `lowbit kv-report --help`).
     #[arg(long, default_value = "f16")]
     pub kv: String,
-    /// Re-store every weight matrix in this format after loading (any spec
-    /// of `lowbit formats`, e.g. q8_0, q4_k, turbo4). Default: as stored.
+    /// Re-store every weight matrix in this format after loading (any
+    /// weight spec of `lowbit formats`, e.g. q8_0, q4_k, turbo4), coding
+    /// each from the file's own values once. Default: as stored.
     #[arg(long)]
     pub weights: Option<String>,
+    /// Allow `--weights` to re-quantize matrices the file already stores
+    /// quantized (the two quantizations' errors add up), as
+    /// llama-quantize's flag of the same name.
+    #[arg(long)]
+    pub allow_requantize: bool,
 }
 
 impl ModelArgs {
@@ -36,9 +42,29 @@ impl ModelArgs {
         let mut l = loader::load(&path, self.tokenizer.as_deref()).with_context(|| format!("loading {}", path.display()))?;
         if let Some(spec) = &self.weights {
             let f = lowbit_quant::Format::parse(spec)?;
-            l.model = l.model.restored(&f).with_context(|| format!("re-storing the weights as {spec}"))?;
+            if !f.spec().row.has(lowbit_quant::Caps::WEIGHTS) {
+                bail!("--weights {spec}: {} is not a weight format (see `lowbit formats`)", f.name());
+            }
+            let (model, r) = l.model.requantized(&f).with_context(|| format!("re-storing the weights as {spec}"))?;
+            if r.stacks() && !self.allow_requantize {
+                bail!(
+                    "--weights {}: {} already stores these matrices quantized ({}); coding them again stacks two quantizations. \
+                     Start from an f16/bf16/f32 file, or pass --allow-requantize",
+                    f.name(),
+                    path.display(),
+                    r.stacked_list()
+                );
+            }
+            l.model = model;
             l.weight_bytes = loader::weight_bytes(&l.model);
-            eprintln!("lowbit: weights re-stored as {}", f.name());
+            eprint!("lowbit: weights re-stored as {}: {} from float, {} kept", f.name(), r.from_float, r.kept);
+            if r.widened > 0 {
+                eprint!(", {} widened", r.widened);
+            }
+            if r.stacks() {
+                eprint!(", re-quantized from {} (both quantizations' error)", r.stacked_list());
+            }
+            eprintln!();
         }
         eprintln!(
             "lowbit: loaded {} ({} layers, dim {}, {:.1} MiB of weights) in {:.2}s",

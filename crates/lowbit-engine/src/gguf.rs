@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use lowbit_quant::Format;
+use lowbit_quant::{Caps, Format, FormatId};
 use memmap2::Mmap;
 
 use crate::config::Config;
@@ -26,12 +26,25 @@ pub struct GgufModel {
 
 const ARCHS: [&str; 3] = ["llama", "mistral", "qwen2"];
 
-/// ggml type name → lowbit spec.
-fn spec_of(dtype: candle_core::quantized::GgmlDType) -> String {
-    let s = format!("{dtype:?}").to_ascii_lowercase();
-    match s.strip_suffix('k') {
-        Some(base) if base.starts_with('q') => format!("{base}_k"),
-        _ => s,
+/// The ggml type number of a tensor type candle's header reader parsed.
+fn ggml_type(dtype: candle_core::quantized::GgmlDType) -> u32 {
+    use candle_core::quantized::GgmlDType as T;
+    match dtype {
+        T::F32 => 0,
+        T::F16 => 1,
+        T::Q4_0 => 2,
+        T::Q4_1 => 3,
+        T::Q5_0 => 6,
+        T::Q5_1 => 7,
+        T::Q8_0 => 8,
+        T::Q8_1 => 9,
+        T::Q2K => 10,
+        T::Q3K => 11,
+        T::Q4K => 12,
+        T::Q5K => 13,
+        T::Q6K => 14,
+        T::Q8K => 15,
+        T::BF16 => 30,
     }
 }
 
@@ -61,12 +74,17 @@ pub fn load(path: &Path) -> Result<GgufModel> {
             .tensor_infos
             .get(name)
             .ok_or_else(|| EngineError::MissingTensor { path: path.to_path_buf(), name: name.to_string() })?;
-        let spec = spec_of(info.ggml_dtype);
-        let format = Format::parse(&spec).map_err(|_| EngineError::UnsupportedDtype {
+        let ty = ggml_type(info.ggml_dtype);
+        let unsupported = || EngineError::UnsupportedDtype {
             path: path.to_path_buf(),
             name: name.to_string(),
-            dtype: spec.clone(),
-        })?;
+            dtype: match FormatId::from_ggml(ty) {
+                Some(r) => format!("{} (ggml type {ty}, not a weight format)", r.family),
+                None => format!("ggml type {ty}"),
+            },
+        };
+        let row = FormatId::from_ggml(ty).filter(|r| r.has(Caps::WEIGHTS)).ok_or_else(unsupported)?;
+        let format = Format::parse(row.family).map_err(|_| unsupported())?;
         let dims = info.shape.dims().to_vec();
         let elems: usize = dims.iter().product();
         let len = format.encoded_len(elems)?;

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod logits_file;
 pub mod matrix;
 pub mod model;
+pub mod requant;
 pub mod safetensors_hf;
 pub mod sample;
 pub mod tokenizer;

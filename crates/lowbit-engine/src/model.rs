@@ -121,39 +121,6 @@ fn silu(x: f32) -> f32 {
 }
 
 impl Model {
-    /// A copy with every matrix re-stored in `format` (e.g. `f32` for an
-    /// unquantized-activation reference, or a lower-bit format).
-    pub fn restored(&self, format: &lowbit_quant::Format) -> Result<Model> {
-        let re = |m: &QMatrix| -> Result<QMatrix> {
-            let mut w = vec![0f32; m.rows * m.cols];
-            for r in 0..m.rows {
-                m.row_f32(r, &mut w[r * m.cols..(r + 1) * m.cols]);
-            }
-            QMatrix::from_f32(format.clone(), m.rows, m.cols, &w)
-        };
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            layers.push(Layer {
-                attn_norm: l.attn_norm.clone(),
-                wq: re(&l.wq)?,
-                wk: re(&l.wk)?,
-                wv: re(&l.wv)?,
-                bias_q: l.bias_q.clone(),
-                bias_k: l.bias_k.clone(),
-                bias_v: l.bias_v.clone(),
-                wo: re(&l.wo)?,
-                ffn_norm: l.ffn_norm.clone(),
-                w_gate: re(&l.w_gate)?,
-                w_up: re(&l.w_up)?,
-                w_down: re(&l.w_down)?,
-            });
-        }
-        let embed = re(&self.embed)?;
-        let tied = std::ptr::eq(self.output.row(0).as_ptr(), self.embed.row(0).as_ptr());
-        let output = if tied { embed.clone() } else { re(&self.output)? };
-        Ok(Model { config: self.config.clone(), embed, layers, norm: self.norm.clone(), output })
-    }
-
     pub fn kv_shape(&self, max_seq: usize) -> KvShape {
         let c = &self.config;
         KvShape { n_layers: c.n_layers, n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim(), max_seq }

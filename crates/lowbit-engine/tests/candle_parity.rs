@@ -40,7 +40,7 @@ fn last_token_logits_match_candle_transformers() {
     let mut theirs = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
     // The same weights with f32 activations: what both quantized-activation
     // engines approximate.
-    let exact = ours.model.restored(&lowbit_quant::Format::parse("f32").unwrap()).unwrap();
+    let exact = ours.model.requantized(&lowbit_quant::Format::parse("f32").unwrap()).unwrap().0;
     // The three prompts, then more text of different kinds. The
     // rounding noise of 8-bit activations is heavy-tailed across prompts
     // (float summation order alone moves the first prompt's cosine to the

@@ -44,7 +44,7 @@ fn kld_against_saved_logits() {
     let (same_ppl, same_kld, same_top1) = run(&l.model, &tokens, None, Some(&base));
     assert_eq!(ppl, same_ppl);
     assert!(same_kld < 1e-6 && same_top1 == 1.0, "kld {same_kld} top1 {same_top1}");
-    let q4 = l.model.restored(&lowbit_quant::Format::parse("bf16").unwrap()).unwrap();
+    let q4 = l.model.requantized(&lowbit_quant::Format::parse("bf16").unwrap()).unwrap().0;
     let (q_ppl, q_kld, q_top1) = run(&q4, &tokens, None, Some(&base));
     eprintln!("stories260K ctx 128 x4: f32 PPL {ppl:.4}; bf16 weights PPL {q_ppl:.4}, KLD {q_kld:.5}, top-1 {:.1}%", 100.0 * q_top1);
     assert!(q_kld > 1e-7 && q_kld < 1e-2 && q_top1 > 0.9, "bf16: kld {q_kld} top1 {q_top1}");

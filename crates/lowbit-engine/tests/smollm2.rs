@@ -115,7 +115,7 @@ fn forward_in_pieces_equals_one_call() {
     let Some(text) = wikitext() else { return };
     let sample: String = text.chars().take(1_000).collect();
     let ids = &g.tokenizer.encode(&sample, false).unwrap()[..100];
-    let m = g.model.restored(&lowbit_quant::Format::parse("f32").unwrap()).unwrap();
+    let m = g.model.requantized(&lowbit_quant::Format::parse("f32").unwrap()).unwrap().0;
     let v = m.config.vocab;
     for spec in ["f16", "k=kivi4:g32,v=turbo4+center,sink=1", "turbo3,window=20"] {
         let p = Policy::parse(spec).unwrap();

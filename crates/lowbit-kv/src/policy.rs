@@ -27,7 +27,7 @@
 
 use std::fmt;
 
-use lowbit_quant::Spec;
+use lowbit_quant::{Caps, FormatId, Spec};
 
 use crate::error::{KvError, Result};
 
@@ -48,10 +48,6 @@ CODEC: f16 | q8_0 q5_0 q5_1 q4_0 q4_1 iq4_nl | kivi{2..8}[:g<G>] |
   +rht  rotate a non-rotating codec's input (seeded RHT)
   +center  code each block's channel mean once and tokens as differences
 Examples: q8_0 | k=turbo4,v=turbo3,window=64 | k=kivi4:g64,v=turbo4+center,sink=1";
-
-/// Families of lowbit-quant's table a KV plane may use.
-const QUANT_FAMILIES: &[&str] = &["q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "iq4_nl", "turbo", "turbo-p", "qjl", "polar", "uniform"];
-const ROTATING: &[&str] = &["turbo", "turbo-p", "qjl", "polar"];
 
 /// The codec of one plane (keys or values) of one layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,11 +103,10 @@ impl CodecSpec {
             lowbit_quant::QuantError::BadSpec { reason, .. } => reason,
             other => other.to_string(),
         })?;
-        let family = spec.row.family;
-        if !QUANT_FAMILIES.contains(&family) {
+        if !spec.row.has(Caps::KV) {
             return Err(format!("`{name}` is not a KV codec"));
         }
-        if ROTATING.contains(&family) {
+        if spec.row.has(Caps::ROTATES) {
             if rht {
                 return Err(format!("`{name}` already rotates; +rht is for the others"));
             }
@@ -127,7 +122,8 @@ impl CodecSpec {
         let mut c = self.clone();
         match &mut c {
             CodecSpec::Kivi { bits: b, .. } => *b = bits,
-            CodecSpec::Quant { spec, .. } if ["turbo", "turbo-p", "polar", "uniform"].contains(&spec.row.family) => spec.params.bits = bits,
+            // turbo-p splits its bits between two codes; tiers keep it whole.
+            CodecSpec::Quant { spec, .. } if spec.row.has(Caps::BIT_WIDTH) && spec.row.id != FormatId::TURBO_P => spec.params.bits = bits,
             _ => return Err(format!("tiers need a codec family with a bit width (kivi, turbo, polar, uniform), not `{self}`")),
         }
         // Printing and parsing again checks the width against the family.

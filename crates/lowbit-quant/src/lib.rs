@@ -33,5 +33,5 @@ pub mod spec;
 
 pub use codec::{act_format, Activation, Codec, Format};
 pub use error::{QuantError, Result};
-pub use registry::FORMATS;
+pub use registry::{Caps, FormatId, FORMATS};
 pub use spec::Spec;

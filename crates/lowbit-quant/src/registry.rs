@@ -1,7 +1,10 @@
-//! The format table: every codec lowbit knows is one row here — its name,
-//! spec syntax, presets, and how to build its kernels. Bits per element and
-//! block size come from the built codec (all overheads counted). Adding a
-//! format means adding a row (and its kernel module), nothing else.
+//! The format table: every codec lowbit knows is one row here — its stable
+//! [`FormatId`] (the ggml type number where ggml has the format), name,
+//! spec syntax, presets, fixed block geometry where it has one, capability
+//! flags ([`Caps`]) and how to build its kernels. Bits per element of a
+//! parametric family come from the built codec (all overheads counted).
+//! Code elsewhere asks a row's capabilities instead of testing names.
+//! Adding a format means adding a row (and its kernel module), nothing else.
 
 use std::sync::Arc;
 
@@ -13,12 +16,104 @@ use crate::spec::{apply_opts, split_bits, Params, DEFAULT_DIM, DEFAULT_GROUP, DE
 
 type ParseFn = fn(&str, &[&str]) -> Option<Result<Params, String>>;
 
+/// A format's stable identity. Ids below 256 are ggml type numbers (as a
+/// GGUF file stores them); lowbit's own families are numbered from 256.
+/// Ids are never reused or renumbered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FormatId(pub u16);
+
+impl FormatId {
+    pub const F32: FormatId = FormatId(0);
+    pub const F16: FormatId = FormatId(1);
+    pub const Q4_0: FormatId = FormatId(2);
+    pub const Q4_1: FormatId = FormatId(3);
+    pub const Q5_0: FormatId = FormatId(6);
+    pub const Q5_1: FormatId = FormatId(7);
+    pub const Q8_0: FormatId = FormatId(8);
+    pub const Q8_1: FormatId = FormatId(9);
+    pub const Q2_K: FormatId = FormatId(10);
+    pub const Q3_K: FormatId = FormatId(11);
+    pub const Q4_K: FormatId = FormatId(12);
+    pub const Q5_K: FormatId = FormatId(13);
+    pub const Q6_K: FormatId = FormatId(14);
+    pub const Q8_K: FormatId = FormatId(15);
+    pub const IQ4_NL: FormatId = FormatId(20);
+    pub const BF16: FormatId = FormatId(30);
+    pub const TQ1_0: FormatId = FormatId(34);
+    pub const TQ2_0: FormatId = FormatId(35);
+    pub const TURBO: FormatId = FormatId(256);
+    pub const TURBO_P: FormatId = FormatId(257);
+    pub const QJL: FormatId = FormatId(258);
+    pub const POLAR: FormatId = FormatId(259);
+    pub const PI: FormatId = FormatId(260);
+    pub const UNIFORM: FormatId = FormatId(261);
+
+    /// The ggml type number, for formats ggml has.
+    pub fn ggml_type(self) -> Option<u32> {
+        (self.0 < 256).then_some(self.0 as u32)
+    }
+
+    /// The row of a ggml type number, if lowbit implements that type.
+    pub fn from_ggml(ty: u32) -> Option<&'static FormatRow> {
+        (ty < 256).then(|| row_of(FormatId(ty as u16))).flatten()
+    }
+}
+
+/// The row with this id.
+pub fn row_of(id: FormatId) -> Option<&'static FormatRow> {
+    FORMATS.iter().find(|r| r.id == id)
+}
+
+/// What a format can be used for: a set of flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps(u16);
+
+impl Caps {
+    /// Stores model weights (matrix rows).
+    pub const WEIGHTS: Caps = Caps(1);
+    /// Codes one token's key or value head (block divides a head size).
+    pub const KV: Caps = Caps(2);
+    /// The encoder takes per-element importance weights (imatrix).
+    pub const IMPORTANCE: Caps = Caps(4);
+    /// Has an integer dot product against quantized activations.
+    pub const INT_DOT: Caps = Caps(8);
+    /// Has a CUDA kernel (lowbit-cuda decodes it in attention).
+    pub const GPU: Caps = Caps(16);
+    /// Mixes its input itself (a seeded RHT or projection of `d` dims).
+    pub const ROTATES: Caps = Caps(32);
+    /// The family is parametrised by a bit width (`turbo3`, `uniform4`).
+    pub const BIT_WIDTH: Caps = Caps(64);
+    /// Only used to quantize activations (q8_1, q8_k).
+    pub const ACTIVATIONS: Caps = Caps(128);
+
+    pub const fn union(self, o: Caps) -> Caps {
+        Caps(self.0 | o.0)
+    }
+    pub fn has(self, o: Caps) -> bool {
+        self.0 & o.0 == o.0
+    }
+}
+
+const W: Caps = Caps::WEIGHTS;
+const KV: Caps = Caps::KV;
+const IMP: Caps = Caps::IMPORTANCE;
+const DOT: Caps = Caps::INT_DOT;
+const GPU: Caps = Caps::GPU;
+const ROT: Caps = Caps::ROTATES;
+const BITS: Caps = Caps::BIT_WIDTH;
+const ACT: Caps = Caps::ACTIVATIONS;
+
 pub struct FormatRow {
+    pub id: FormatId,
     /// Family name.
     pub family: &'static str,
     /// The spec syntax shown in help and errors.
     pub syntax: &'static str,
     pub about: &'static str,
+    /// `(elements, bytes)` of one block for fixed-geometry formats; `None`
+    /// where the parameters choose it (group, dimension, bits).
+    pub block: Option<(usize, usize)>,
+    pub caps: Caps,
     /// Canonical specs `quant-bench` measures.
     pub presets: &'static [&'static str],
     /// `None` when the head is not this row's; `Some(Err)` for a bad option.
@@ -27,12 +122,21 @@ pub struct FormatRow {
     pub build: fn(&Params) -> Arc<dyn Codec>,
 }
 
+impl FormatRow {
+    pub fn has(&self, c: Caps) -> bool {
+        self.caps.has(c)
+    }
+}
+
 macro_rules! ggml {
-    ($name:literal, $codec:expr, $about:literal) => {
+    ($id:ident, $name:literal, $codec:expr, $block:expr, $caps:expr, $about:literal) => {
         FormatRow {
+            id: FormatId::$id,
             family: $name,
             syntax: $name,
             about: $about,
+            block: Some($block),
+            caps: $caps,
             presets: &[$name],
             parse: |h, o| {
                 (h == $name).then(|| if o.is_empty() { Ok(Params::default()) } else { Err(format!("{} takes no options", $name)) })
@@ -94,26 +198,29 @@ fn projection_dim(r: Result<Params, String>, name: &str) -> Result<Params, Strin
 }
 
 pub static FORMATS: &[FormatRow] = &[
-    ggml!("f32", float::F32, "32-bit float"),
-    ggml!("f16", float::F16, "IEEE half"),
-    ggml!("bf16", float::Bf16, "bfloat16"),
-    ggml!("q8_0", legacy::Q8_0, "ggml 8-bit, f16 scale per 32"),
-    ggml!("q8_1", legacy::Q8_1, "ggml 8-bit with block sums (activations for q4_1/q5_1)"),
-    ggml!("q5_1", legacy::Q5_1, "ggml 5-bit asymmetric, per 32"),
-    ggml!("q5_0", legacy::Q5_0, "ggml 5-bit symmetric, per 32"),
-    ggml!("q4_1", legacy::Q4_1, "ggml 4-bit asymmetric, per 32"),
-    ggml!("q4_0", legacy::Q4_0, "ggml 4-bit symmetric, per 32"),
-    ggml!("q8_k", q8_k::Q8K, "ggml 8-bit k-quant (activations)"),
-    ggml!("q6_k", q6_k::Q6K, "ggml 6-bit k-quant"),
-    ggml!("q5_k", q45_k::Q5K, "ggml 5-bit k-quant"),
-    ggml!("q4_k", q45_k::Q4K, "ggml 4-bit k-quant"),
-    ggml!("q3_k", q3_k::Q3K, "ggml 3-bit k-quant"),
-    ggml!("q2_k", q2_k::Q2K, "ggml 2-bit k-quant"),
-    ggml!("iq4_nl", iq4_nl::Iq4Nl, "ggml 4-bit non-linear grid, per 32"),
-    ggml!("tq2_0", ternary::Tq2_0, "ggml ternary, 2 bits per trit"),
-    ggml!("tq1_0", ternary::Tq1_0, "ggml ternary, 5 trits per byte"),
+    ggml!(F32, "f32", float::F32, (1, 4), W, "32-bit float"),
+    ggml!(F16, "f16", float::F16, (1, 2), W.union(GPU), "IEEE half"),
+    ggml!(BF16, "bf16", float::Bf16, (1, 2), W, "bfloat16"),
+    ggml!(Q8_0, "q8_0", legacy::Q8_0, (32, 34), W.union(KV).union(DOT).union(GPU), "ggml 8-bit, f16 scale per 32"),
+    ggml!(Q8_1, "q8_1", legacy::Q8_1, (32, 36), ACT.union(DOT), "ggml 8-bit with block sums (activations for q4_1/q5_1)"),
+    ggml!(Q5_1, "q5_1", legacy::Q5_1, (32, 24), W.union(KV).union(DOT), "ggml 5-bit asymmetric, per 32"),
+    ggml!(Q5_0, "q5_0", legacy::Q5_0, (32, 22), W.union(KV).union(DOT), "ggml 5-bit symmetric, per 32"),
+    ggml!(Q4_1, "q4_1", legacy::Q4_1, (32, 20), W.union(KV).union(DOT), "ggml 4-bit asymmetric, per 32"),
+    ggml!(Q4_0, "q4_0", legacy::Q4_0, (32, 18), W.union(KV).union(DOT), "ggml 4-bit symmetric, per 32"),
+    ggml!(Q8_K, "q8_k", q8_k::Q8K, (256, 292), ACT.union(DOT), "ggml 8-bit k-quant (activations)"),
+    ggml!(Q6_K, "q6_k", q6_k::Q6K, (256, 210), W.union(IMP).union(DOT), "ggml 6-bit k-quant"),
+    ggml!(Q5_K, "q5_k", q45_k::Q5K, (256, 176), W.union(IMP).union(DOT), "ggml 5-bit k-quant"),
+    ggml!(Q4_K, "q4_k", q45_k::Q4K, (256, 144), W.union(IMP).union(DOT), "ggml 4-bit k-quant"),
+    ggml!(Q3_K, "q3_k", q3_k::Q3K, (256, 110), W.union(IMP).union(DOT), "ggml 3-bit k-quant"),
+    ggml!(Q2_K, "q2_k", q2_k::Q2K, (256, 84), W.union(IMP).union(DOT), "ggml 2-bit k-quant"),
+    ggml!(IQ4_NL, "iq4_nl", iq4_nl::Iq4Nl, (32, 18), W.union(KV).union(IMP).union(DOT), "ggml 4-bit non-linear grid, per 32"),
+    ggml!(TQ2_0, "tq2_0", ternary::Tq2_0, (256, 66), W.union(DOT), "ggml ternary, 2 bits per trit"),
+    ggml!(TQ1_0, "tq1_0", ternary::Tq1_0, (256, 54), W.union(DOT), "ggml ternary, 5 trits per byte"),
     FormatRow {
+        id: FormatId::TURBO,
         family: "turbo",
+        block: None,
+        caps: W.union(KV).union(GPU).union(ROT).union(BITS),
         syntax: "turbo{1..5}[:d<dim>][:seed=<n>][:fit]",
         about: "TurboQuant MSE: norm + RHT + Lloyd-Max codes (fit: encoder searches codebook stretches)",
         presets: &["turbo1", "turbo2", "turbo3", "turbo4", "turbo5", "turbo4:fit"],
@@ -122,7 +229,10 @@ pub static FORMATS: &[FormatRow] = &[
         build: |p| Arc::new(turbo::TurboMse::new(p.dim, p.bits, p.seed).fitted(p.fit)),
     },
     FormatRow {
+        id: FormatId::TURBO_P,
         family: "turbo-p",
+        block: None,
+        caps: KV.union(ROT).union(BITS),
         syntax: "turbo{2..5}p[:d<dim>][:seed=<n>]",
         about: "TurboQuant inner-product: (b-1)-bit MSE + 1-bit QJL residual, unbiased",
         presets: &["turbo2p", "turbo3p", "turbo4p", "turbo5p"],
@@ -131,7 +241,10 @@ pub static FORMATS: &[FormatRow] = &[
         build: |p| Arc::new(turbo::TurboIp::new(p.dim, p.bits, p.seed)),
     },
     FormatRow {
+        id: FormatId::QJL,
         family: "qjl",
+        block: None,
+        caps: KV.union(ROT),
         syntax: "qjl[:d<dim>][:seed=<n>]",
         about: "QJL: norm + sign bits of a Gaussian projection",
         presets: &["qjl"],
@@ -147,7 +260,10 @@ pub static FORMATS: &[FormatRow] = &[
         build: |p| Arc::new(Qjl::new(p.dim, p.seed)),
     },
     FormatRow {
+        id: FormatId::POLAR,
         family: "polar",
+        block: None,
+        caps: W.union(KV).union(ROT).union(BITS),
         syntax: "polar{3,4}[:d<dim>][:seed=<n>][:fit]",
         about: "PolarQuant: RHT + pairs coded as points on rings (angles per ring)",
         presets: &["polar3", "polar4", "polar4:fit"],
@@ -156,7 +272,10 @@ pub static FORMATS: &[FormatRow] = &[
         build: |p| Arc::new(Polar::new(p.dim, p.bits, p.seed).fitted(p.fit)),
     },
     FormatRow {
+        id: FormatId::PI,
         family: "pi",
+        block: None,
+        caps: W.union(BITS),
         syntax: "pi{2,3}[:g<group>]",
         about: "pi-scaled grid, step alpha*pi/k, f16 alpha per group",
         presets: &["pi2", "pi3"],
@@ -165,7 +284,10 @@ pub static FORMATS: &[FormatRow] = &[
         build: |p| Arc::new(PiScaled { bits: p.bits, group: p.group }),
     },
     FormatRow {
+        id: FormatId::UNIFORM,
         family: "uniform",
+        block: None,
+        caps: W.union(KV).union(GPU).union(BITS),
         syntax: "uniform{2..8}[:g<group>][:sym|:asym]",
         about: "uniform group quantization, f16 scale (+ min when asym)",
         presets: &[
@@ -186,4 +308,42 @@ pub static FORMATS: &[FormatRow] = &[
 /// Every preset spec of every row, in table order.
 pub fn presets() -> impl Iterator<Item = &'static str> {
     FORMATS.iter().flat_map(|r| r.presets.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags and geometry a row declares agree with the codec it builds.
+    #[test]
+    fn rows_agree_with_their_codecs() {
+        let mut ids = std::collections::HashSet::new();
+        for row in FORMATS {
+            assert!(ids.insert(row.id), "{}: duplicate id {:?}", row.family, row.id);
+            assert_eq!(row_of(row.id).map(|r| r.family), Some(row.family));
+            for preset in row.presets {
+                let f = crate::Format::parse(preset).unwrap();
+                assert_eq!(f.spec().row.id, row.id, "{preset}");
+                let c = f.codec();
+                if let Some((elems, bytes)) = row.block {
+                    assert_eq!((c.block_elems(), c.block_bytes()), (elems, bytes), "{preset}: block geometry");
+                }
+                assert_eq!(row.has(Caps::IMPORTANCE), c.supports_importance(), "{preset}: importance flag");
+                assert_eq!(row.has(Caps::INT_DOT), c.activation().is_some(), "{preset}: integer-dot flag");
+                // QJL projects rather than rotates: no Rht, but it still mixes its input.
+                assert!(row.has(Caps::ROTATES) || c.rotation().is_none(), "{preset}: rotation flag");
+            }
+        }
+    }
+
+    #[test]
+    fn ggml_numbers_round_trip() {
+        assert_eq!(FormatId::from_ggml(12).map(|r| r.family), Some("q4_k"));
+        assert_eq!(FormatId::from_ggml(30).map(|r| r.family), Some("bf16"));
+        assert_eq!(FormatId::from_ggml(16).map(|r| r.family), None, "iq2_xxs is not implemented");
+        assert_eq!(FormatId::TURBO.ggml_type(), None);
+        for row in FORMATS.iter().filter(|r| r.id.ggml_type().is_some()) {
+            assert_eq!(FormatId::from_ggml(row.id.ggml_type().unwrap()).unwrap().id, row.id);
+        }
+    }
 }
