@@ -3,7 +3,7 @@
 //! and the compression ratio against f16, every overhead counted.
 
 use anyhow::Result;
-use lowbit_kv::{KvCache, PagedCache, Policy};
+use lowbit_kv::{PagedCache, Policy};
 use serde::Serialize;
 
 use crate::model_args::ModelArgs;

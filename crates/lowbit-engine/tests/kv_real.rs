@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use lowbit_engine::kv::{DenseCache, KvCache, KvShape, PagedCache, Policy};
+use lowbit_engine::kv::{DenseCache, KvCache, KvShape, PagedCache, Policy, SeqCache};
 use lowbit_engine::loader;
 use lowbit_quant::rng::SplitMix64;
 
@@ -139,7 +139,7 @@ fn codecs_keep_attention_close_on_real_smollm2_kv() {
         let p = Policy::parse(spec).unwrap();
         let mut per_layer = Vec::new();
         for (layer, (k, v, q)) in seen.iter().enumerate() {
-            let out = attention(PagedCache::new(KvShape { n_layers: 1, ..shape }, &p).unwrap(), shape, n, k, v, q);
+            let out = attention(SeqCache::new(KvShape { n_layers: 1, ..shape }, &p).unwrap(), shape, n, k, v, q);
             per_layer.push(mean_cosine(shape, &out, &reference[layer]));
         }
         let mean = per_layer.iter().sum::<f64>() / per_layer.len() as f64;

@@ -11,17 +11,24 @@ use lowbit_quant::rot::rht::Rht;
 use lowbit_quant::{act_format, Activation, Codec, Format};
 
 use crate::error::{KvError, Result};
+use crate::layout::PlaneLayout;
 use crate::policy::CodecSpec;
 
 /// Seed of the RHT that `+rht` puts in front of a non-rotating codec.
 const RHT_SEED: u64 = 0x6B76;
 
 pub trait PlaneCodec: Send + Sync {
+    /// Where the codec's bytes sit in one KV head's region of a block.
+    fn layout(&self) -> PlaneLayout;
     /// Bytes one KV head uses in one block.
-    fn head_bytes(&self) -> usize;
+    fn head_bytes(&self) -> usize {
+        self.layout().region_bytes
+    }
     /// True when tokens are coded one at a time; false when the whole block
     /// is coded at once (it must be full).
-    fn per_token(&self) -> bool;
+    fn per_token(&self) -> bool {
+        self.layout().per_token
+    }
     /// Code tokens t0.. of one head's region; `x` holds their rows (d each).
     /// A block codec is called once per block with every row from t0 (0,
     /// or the first token after the sink) to the block's end, and computes
@@ -107,11 +114,8 @@ impl TokenCodec {
 }
 
 impl PlaneCodec for TokenCodec {
-    fn head_bytes(&self) -> usize {
-        self.block * self.token_bytes
-    }
-    fn per_token(&self) -> bool {
-        true
+    fn layout(&self) -> PlaneLayout {
+        PlaneLayout { region_bytes: self.block * self.token_bytes, header_bytes: 0, row_bytes: self.token_bytes, per_token: true }
     }
     fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
         let tb = self.token_bytes;
@@ -177,11 +181,9 @@ impl Centered {
 }
 
 impl PlaneCodec for Centered {
-    fn head_bytes(&self) -> usize {
-        self.mean_bytes + self.inner.head_bytes()
-    }
-    fn per_token(&self) -> bool {
-        false
+    fn layout(&self) -> PlaneLayout {
+        let inner = self.inner.layout();
+        PlaneLayout { region_bytes: self.mean_bytes + inner.region_bytes, header_bytes: self.mean_bytes, row_bytes: inner.row_bytes, per_token: false }
     }
     fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
         let d = self.dim;
@@ -229,11 +231,8 @@ impl KiviKeys {
 }
 
 impl PlaneCodec for KiviKeys {
-    fn head_bytes(&self) -> usize {
-        4 * self.dim + self.block * self.row_bytes()
-    }
-    fn per_token(&self) -> bool {
-        false
+    fn layout(&self) -> PlaneLayout {
+        PlaneLayout { region_bytes: 4 * self.dim + self.block * self.row_bytes(), header_bytes: 4 * self.dim, row_bytes: self.row_bytes(), per_token: false }
     }
     fn encode(&self, x: &[f32], t0: usize, region: &mut [u8]) {
         let d = self.dim;

@@ -13,6 +13,9 @@ pub enum KvError {
     #[error("unknown sequence {0}")]
     NoSequence(usize),
 
+    #[error("KV cache: {0}")]
+    BadInput(String),
+
     #[error(transparent)]
     Quant(#[from] lowbit_quant::QuantError),
 }
