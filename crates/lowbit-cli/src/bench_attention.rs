@@ -11,14 +11,19 @@ use serde::Serialize;
 
 use crate::timing::median;
 
+/// KV policies the CPU bench runs when `--kv` is not given.
+const CPU_DEFAULT_KV: &str = "f32;f16;q8_0;turbo4;turbo3;kivi2";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Context lengths (tokens in the cache), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4096,16384,32768")]
     ctx: Vec<usize>,
     /// KV policies, separated by `;` (a policy itself may contain commas).
-    #[arg(long, value_delimiter = ';', default_value = "f32;f16;q8_0;turbo4;turbo3;kivi2")]
-    policies: Vec<String>,
+    /// Default on the CPU: f32;f16;q8_0;turbo4;turbo3;kivi2; on CUDA:
+    /// f16;q8_0;turbo4;turbo3;turbo2;kivi4;kivi2.
+    #[arg(long, value_delimiter = ';')]
+    kv: Vec<String>,
     #[arg(long, default_value_t = 32)]
     heads: usize,
     #[arg(long, default_value_t = 8)]
@@ -66,10 +71,14 @@ fn rows(n: usize, width: usize, seed: u64) -> Vec<f32> {
 pub fn run(a: Args) -> Result<()> {
     match a.device.as_str() {
         "cpu" => {}
-        "cuda" => return crate::bench_attention_cuda::run(&a.gpu, a.json),
+        "cuda" => {
+            let kv = if a.kv.is_empty() { crate::bench_attention_cuda::DEFAULT_KV.split(';').map(String::from).collect() } else { a.kv.clone() };
+            return crate::bench_attention_cuda::run(&a.gpu, &kv, a.json);
+        }
         d => anyhow::bail!("--device must be `cpu` or `cuda`, not `{d}`"),
     }
-    let policies: Vec<Policy> = a.policies.iter().map(|p| Policy::parse(p)).collect::<Result<_, _>>()?;
+    let specs: Vec<String> = if a.kv.is_empty() { CPU_DEFAULT_KV.split(';').map(String::from).collect() } else { a.kv.clone() };
+    let policies: Vec<Policy> = specs.iter().map(|p| Policy::parse(p)).collect::<Result<_, _>>()?;
     anyhow::ensure!(a.kv_heads > 0 && a.heads % a.kv_heads == 0, "--heads must be a multiple of --kv-heads");
     let mut out_rows = Vec::new();
     for &ctx in &a.ctx {

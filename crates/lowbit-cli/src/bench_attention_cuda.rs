@@ -3,17 +3,18 @@
 //! `scripts/sdpa_baseline.py`) for speed-ups measured on the same machine.
 
 use anyhow::{Context, Result};
-use lowbit_cuda::bench::{self, Baseline};
+use crate::cuda_bench::{self as bench, Baseline};
 use lowbit_cuda::{AttnKernel, Gpu, KvCodec};
+use lowbit_kv::Policy;
 use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Attention kernels timed on the GPU (`;`-separated): a KV codec, or
-    /// `turbo4-tc` / `turbo3-tc` / `turbo2-tc` / `kivi2-tc` for the
-    /// tensor-core kernels.
-    #[arg(long, value_delimiter = ';', default_value = "f16;q8_0;turbo4-tc;turbo4;turbo3-tc;turbo3;turbo2-tc;turbo2;kivi4;kivi2-tc;kivi2")]
-    gpu_codecs: Vec<String>,
+    /// Which attention kernels of each `--kv` policy run on the GPU
+    /// (comma-separated): `tc` (tensor cores, where the codec has a kernel:
+    /// turbo2/3/4, kivi2) and `cuda` (CUDA cores).
+    #[arg(long, value_delimiter = ',', default_value = "tc,cuda")]
+    gpu_kernels: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     gpu_batch: Vec<usize>,
     #[arg(long, value_delimiter = ',', default_value = "4096,32768,131072")]
@@ -85,8 +86,32 @@ fn read_baseline(p: &std::path::Path) -> Result<Baseline> {
     Ok(b)
 }
 
-pub fn run(a: &Args, json: bool) -> Result<()> {
-    let codecs: Vec<AttnKernel> = a.gpu_codecs.iter().map(|c| AttnKernel::parse(c)).collect::<Result<_, _>>()?;
+/// KV policies the GPU bench runs when `--kv` is not given.
+pub const DEFAULT_KV: &str = "f16;q8_0;turbo4;turbo3;turbo2;kivi4;kivi2";
+
+/// The kernels to check and time: per policy, its tensor-core kernel
+/// (where one exists and `tc` is asked for), then its CUDA-core kernel.
+fn kernels(policies: &[String], which: &[String]) -> Result<Vec<AttnKernel>> {
+    for w in which {
+        anyhow::ensure!(w == "tc" || w == "cuda", "--gpu-kernels: unknown kernel family `{w}` (expected tc, cuda)");
+    }
+    let mut out = Vec::new();
+    for p in policies {
+        let policy = Policy::parse(p).with_context(|| format!("--kv {p}"))?;
+        let codec = KvCodec::for_policy(&policy)?;
+        if which.iter().any(|w| w == "tc") && codec.has_tensor_core_kernel() {
+            out.push(AttnKernel::for_policy(&policy, true)?);
+        }
+        if which.iter().any(|w| w == "cuda") {
+            out.push(AttnKernel::for_policy(&policy, false)?);
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no GPU kernel to run for --kv {} and --gpu-kernels {}", policies.join(";"), which.join(","));
+    Ok(out)
+}
+
+pub fn run(a: &Args, policies: &[String], json: bool) -> Result<()> {
+    let codecs = kernels(policies, &a.gpu_kernels)?;
     let baseline = a.baseline.as_deref().map(read_baseline).transpose()?;
     let gpu = Gpu::open()?;
     eprintln!("{} ({}): checking kernels against the CPU reference ...", gpu.name, gpu.arch);

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod bench_attention;
 mod bench_attention_cuda;
 mod bench_model;
+mod cuda_bench;
 mod embed;
 mod eval;
 mod generate;

@@ -86,6 +86,8 @@ pub struct Gpu {
     module: Arc<CudaModule>,
     pub name: String,
     pub arch: String,
+    /// Multiprocessors (split counts are chosen for them).
+    pub sms: usize,
 }
 
 impl Gpu {
@@ -108,7 +110,8 @@ impl Gpu {
             // With the static shared memory this passes the default 48 KB limit.
             module.load_function(&name)?.set_attribute(cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)?;
         }
-        Ok(Gpu { stream: ctx.default_stream(), name: ctx.name()?, ctx, module, arch })
+        let sms = ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as usize;
+        Ok(Gpu { stream: ctx.default_stream(), name: ctx.name()?, ctx, module, arch, sms })
     }
 
     pub fn function(&self, name: &str) -> Result<CudaFunction> {

@@ -16,6 +16,8 @@ pub enum CudaError {
     Shape(String),
     #[error(transparent)]
     Quant(#[from] lowbit_quant::QuantError),
+    #[error(transparent)]
+    Kv(#[from] lowbit_kv::KvError),
 }
 
 impl From<cudarc::driver::DriverError> for CudaError {

@@ -11,10 +11,12 @@
 //! [`CudaError::NoDriver`] / [`CudaError::NoNvrtc`] where the libraries are
 //! missing instead of aborting.
 //!
-//! Knows lowbit-quant's codecs (for the rotation, codebooks and the CPU
-//! reference); knows nothing about models.
+//! Takes lowbit-kv's KV policies and block layout, and its encoders as the
+//! CPU reference; lowbit-quant's rotation and codebooks. Knows nothing
+//! about models, and holds no benchmark or timing code (that lives in
+//! lowbit-cli's `bench attention --device cuda`).
 
-pub mod bench;
+pub mod codec;
 pub mod device;
 pub mod error;
 pub mod paged;

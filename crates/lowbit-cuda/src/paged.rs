@@ -1,182 +1,29 @@
-//! A paged KV cache on the GPU in lowbit-kv's block layout, filled by the
-//! quantize-on-append kernels and read by the decode-attention kernels.
+//! A paged KV cache on the GPU in lowbit-kv's block layout
+//! ([`lowbit_kv::KvLayout`]), filled by the quantize-on-append kernels and
+//! read by the decode-attention kernels.
 //!
-//! Pool of blocks of 32 tokens; a block holds plane K then plane V, each
-//! one region per KV head of 32 token rows (f16, q8_0, or turbo: f16 norm |
-//! packed Lloyd–Max codes of the rotated unit vector, the same bytes
-//! lowbit-quant's `turbo{b}:d128` writes). KIVI (lowbit-kv's `kivi{b}:g32`):
-//! a key region is 128 × (scale, min) f16 per channel, then 32 rows of
-//! b-bit codes; value rows are lowbit-quant's `uniform{b}:g32:asym`. Each
-//! sequence has a block table; its newest tokens may sit in an f16 window.
+//! A pool of blocks of 32 tokens; a block holds plane K then plane V, each
+//! one region per KV head, each region as lowbit-kv's [`PlaneLayout`] for
+//! the policy's codec says (f16 or q8_0 rows; turbo: f16 norm | packed
+//! Lloyd–Max codes of the rotated unit vector; KIVI keys: 128 × (scale,
+//! min) f16 per channel, then 32 rows of b-bit codes; KIVI values:
+//! uniform{b}:g32:asym rows) — the bytes lowbit-kv's encoders write. Each
+//! sequence has a block table into the pool; its newest tokens may sit in
+//! an f16 window of the policy's `window` rows. Several table sets over one
+//! pool hold independent caches side by side.
+
+use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
-use lowbit_quant::rng::SplitMix64;
-use lowbit_quant::Format;
+use lowbit_kv::codec::PlaneCodec;
+use lowbit_kv::{KvLayout, KvShape, PlaneLayout, Policy, Side};
 
+pub use crate::codec::{AttnKernel, KvCodec, TcShape, BLOCK_TOKENS, GROUP, HEAD_DIM};
+use crate::codec::f16_fit;
 use crate::device::Gpu;
 use crate::error::{CudaError, Result};
 
-pub const HEAD_DIM: usize = 128;
-/// Query heads per KV head the kernels are built for.
-pub const GROUP: usize = 4;
-pub const BLOCK_TOKENS: usize = 32;
 const NT: u32 = 128;
-/// Multiprocessors of an H100 SXM (split counts are tuned for it).
-const SMS: usize = 132;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KvCodec {
-    F16,
-    Q8_0,
-    Turbo(u32),
-    /// Keys per channel over the 32-token block, values per token.
-    Kivi(u32),
-}
-
-impl KvCodec {
-    pub fn parse(s: &str) -> Result<KvCodec> {
-        match s {
-            "f16" => Ok(KvCodec::F16),
-            "q8_0" => Ok(KvCodec::Q8_0),
-            "turbo2" => Ok(KvCodec::Turbo(2)),
-            "turbo3" => Ok(KvCodec::Turbo(3)),
-            "turbo4" => Ok(KvCodec::Turbo(4)),
-            "kivi2" => Ok(KvCodec::Kivi(2)),
-            "kivi4" => Ok(KvCodec::Kivi(4)),
-            _ => Err(CudaError::Shape(format!("no CUDA kernels for KV codec `{s}`: expected f16, q8_0, turbo2, turbo3, turbo4, kivi2 or kivi4"))),
-        }
-    }
-    pub fn name(self) -> String {
-        match self {
-            KvCodec::F16 => "f16".into(),
-            KvCodec::Q8_0 => "q8_0".into(),
-            KvCodec::Turbo(b) => format!("turbo{b}"),
-            KvCodec::Kivi(b) => format!("kivi{b}"),
-        }
-    }
-    /// Bytes of one token row of one KV head (values; keys too except KIVI,
-    /// whose key rows are bare codes after a per-channel header).
-    pub fn token_bytes(self) -> usize {
-        match self {
-            KvCodec::F16 => 2 * HEAD_DIM,
-            KvCodec::Q8_0 => HEAD_DIM / 32 * 34,
-            KvCodec::Turbo(b) => 2 + HEAD_DIM * b as usize / 8,
-            KvCodec::Kivi(b) => HEAD_DIM / 32 * (4 + 32 * b as usize / 8),
-        }
-    }
-    /// Bytes of one KV head's key and value regions in a block.
-    pub fn head_block_bytes(self) -> usize {
-        self.key_region_bytes() + self.value_region_bytes()
-    }
-    /// Bytes of one KV head's key region in a block.
-    pub fn key_region_bytes(self) -> usize {
-        match self {
-            KvCodec::Kivi(b) => 4 * HEAD_DIM + BLOCK_TOKENS * HEAD_DIM * b as usize / 8,
-            c => BLOCK_TOKENS * c.token_bytes(),
-        }
-    }
-    /// Bytes of one KV head's value region in a block.
-    pub fn value_region_bytes(self) -> usize {
-        BLOCK_TOKENS * self.token_bytes()
-    }
-    /// The codecs attention_tc.cu has a tensor-core kernel for.
-    pub const TENSOR_CORE: [KvCodec; 4] = [KvCodec::Turbo(2), KvCodec::Turbo(3), KvCodec::Turbo(4), KvCodec::Kivi(2)];
-
-    /// Whether attention_tc.cu has a tensor-core kernel for this codec.
-    pub fn has_tensor_core_kernel(self) -> bool {
-        Self::TENSOR_CORE.contains(&self)
-    }
-    /// The tensor-core kernels compiled for this codec, by PTX name; the
-    /// first serves most launches ([`KvCodec::tc_kernel`]). Measured on
-    /// the H100 (docs/cuda_notes.md): turbo4's loop streams at the DRAM's
-    /// pace, and with 2 stages the pipeline drains one block sooner at the
-    /// end (v28: −3.5 µs at batch 1 × 128K); prefetching the next block
-    /// into L2 keeps more bytes in flight (v35: −6% at batch 8 × 128K).
-    /// For one sequence (≤ 8 (sequence, KV head) pairs) turbo4 has its own
-    /// kernel of 8 warps, 3 stages and no prefetch (v37: 61.8–62.1 µs at
-    /// 1 × 128K against 63.1–63.8; 9–10% slower at batch 8). The compute-bound
-    /// turbo3 and turbo2 loops keep 3 stages and lost 2–9% with prefetch;
-    /// kivi2 (no table lookups, v33) is ~1 µs faster with 2 stages.
-    pub fn tc_kernels(self) -> Vec<(String, TcShape)> {
-        let name = AttnKernel { codec: self, tensor_cores: true }.function();
-        let shape = |warps, stages, prefetch| TcShape { warps, stages, prefetch };
-        match self {
-            KvCodec::Turbo(4) => vec![(name.clone(), shape(12, 2, 1)), (format!("{name}_w8"), shape(8, 3, 0))],
-            KvCodec::Kivi(2) => vec![(name, shape(12, 2, 0))],
-            _ => vec![(name, shape(12, 3, 0))],
-        }
-    }
-    /// The tensor-core kernel for a launch over `pairs` (sequence, KV
-    /// head) pairs.
-    pub fn tc_kernel(self, pairs: usize) -> (String, TcShape) {
-        let mut k = self.tc_kernels();
-        if k.len() > 1 && pairs <= 8 { k.swap_remove(1) } else { k.swap_remove(0) }
-    }
-    /// The lowbit-quant format of a (value) row: the CPU reference.
-    pub fn cpu_format(self) -> Result<Format> {
-        let spec = match self {
-            // As lowbit-kv codes turbo tokens (and quantize.cu does).
-            KvCodec::Turbo(b) => format!("turbo{b}:d{HEAD_DIM}:fit"),
-            KvCodec::Kivi(b) => format!("uniform{b}:g32:asym"),
-            c => c.name(),
-        };
-        Ok(Format::parse(&spec)?)
-    }
-}
-
-/// How a tensor-core attention kernel is compiled (NVRTC defines per
-/// kernel): warps per thread block, cache blocks each warp holds in
-/// shared memory (`stages - 1` copies in flight while one is used), and
-/// blocks each warp prefetches into L2 past its newest copy (0 = none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcShape {
-    pub warps: u32,
-    pub stages: u32,
-    pub prefetch: u32,
-}
-
-impl TcShape {
-    /// Dynamic shared memory for blocks of `kv_bytes` of K + V per head:
-    /// the lane-private code table (256 rows of 256 B, placed on the first
-    /// 64 KB boundary) and each warp's stages (+ 16 B each), below the
-    /// table where they fit, else above it. Enough for any start of the
-    /// region: one stage of slack for the alignment, and never less than
-    /// the table's worst-case end (64 KB - 1 + 64 KB) when every stage fits
-    /// below it.
-    pub fn shared_bytes(self, kv_bytes: u32) -> u32 {
-        (256 * 256 + (self.warps * self.stages + 1) * (kv_bytes + 16)).max(2 * 256 * 256)
-    }
-}
-
-/// A decode-attention kernel: the codec it reads and whether it runs the
-/// products on tensor cores (`turbo4-tc`, `turbo3-tc`, `turbo2-tc`,
-/// `kivi2-tc`) or on CUDA cores (`turbo4`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttnKernel {
-    pub codec: KvCodec,
-    pub tensor_cores: bool,
-}
-
-impl AttnKernel {
-    pub fn parse(s: &str) -> Result<AttnKernel> {
-        let (c, tensor_cores) = match s.strip_suffix("-tc") {
-            Some(c) => (c, true),
-            None => (s, false),
-        };
-        let codec = KvCodec::parse(c)?;
-        if tensor_cores && !codec.has_tensor_core_kernel() {
-            return Err(CudaError::Shape(format!("no tensor-core kernel for `{c}` (turbo4-tc, turbo3-tc, turbo2-tc and kivi2-tc exist)")));
-        }
-        Ok(AttnKernel { codec, tensor_cores })
-    }
-    pub fn name(self) -> String {
-        format!("{}{}", self.codec.name(), if self.tensor_cores { "-tc" } else { "" })
-    }
-    /// The kernel's name in the PTX.
-    pub fn function(self) -> String {
-        format!("attn_{}{}", self.codec.name(), if self.tensor_cores { "_tc" } else { "" })
-    }
-}
 
 pub struct GpuKv<'g> {
     gpu: &'g Gpu,
@@ -187,9 +34,13 @@ pub struct GpuKv<'g> {
     pub kv_heads: usize,
     /// Block-table width (blocks per sequence).
     pub max_blocks: usize,
-    /// Independent copies of the whole cache (timing rotates among them so
-    /// the L2 cache does not hold the data).
-    pub copies: usize,
+    /// Table sets: independent caches over one pool.
+    pub sets: usize,
+    /// Key and value regions of one KV head in a block.
+    pub planes: [PlaneLayout; 2],
+    /// lowbit-kv's encoders for the policy: the CPU reference (`None`: f16).
+    pub reference: [Option<Arc<dyn PlaneCodec>>; 2],
+    pub layout: KvLayout,
     pub block_bytes: usize,
     pub pool: CudaSlice<u8>,
     pub table_host: Vec<i32>,
@@ -212,28 +63,42 @@ pub struct GpuKv<'g> {
 }
 
 impl<'g> GpuKv<'g> {
-    /// A cache of `batch` sequences with `n_comp` tokens in blocks and
-    /// `n_win` of `window` f16 window rows each; block tables are a random
-    /// permutation of the pool (so reads really go through the table).
-    pub fn new(gpu: &'g Gpu, codec: KvCodec, batch: usize, kv_heads: usize, n_comp: usize, window: usize, n_win: usize, copies: usize, seed: u64) -> Result<Self> {
-        if batch == 0 || kv_heads == 0 || copies == 0 || n_win > window {
-            return Err(CudaError::Shape(format!("bad cache shape: batch {batch}, kv heads {kv_heads}, copies {copies}, window {n_win}/{window}")));
+    /// A cache of `batch` sequences of `shape` (head size 128, 4 query
+    /// heads per KV head: what the kernels are built for) coded as
+    /// `policy` says, with `n_comp` tokens in blocks and `n_win` of the
+    /// policy's `window` f16 rows each. `tables` holds `sets` table sets,
+    /// each `batch` rows of `n_comp.div_ceil(32)` block ids below
+    /// `pool_blocks`.
+    pub fn new(gpu: &'g Gpu, shape: KvShape, policy: &Policy, batch: usize, n_comp: usize, n_win: usize, pool_blocks: usize, tables: Vec<i32>) -> Result<Self> {
+        let codec = KvCodec::for_policy(policy)?;
+        let layout = KvLayout::new(shape, policy)?;
+        let (kv_heads, window) = (shape.n_kv_heads, policy.window);
+        if shape.head_dim != HEAD_DIM || shape.group() != GROUP || layout.block != BLOCK_TOKENS {
+            return Err(CudaError::Shape(format!(
+                "the kernels are built for head size {HEAD_DIM}, {GROUP} query heads per KV head and blocks of {BLOCK_TOKENS} tokens, not {}, {} and {}",
+                shape.head_dim,
+                shape.group(),
+                layout.block
+            )));
+        }
+        if batch == 0 || kv_heads == 0 || n_win > window {
+            return Err(CudaError::Shape(format!("bad cache shape: batch {batch}, kv heads {kv_heads}, window {n_win}/{window}")));
+        }
+        let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
+        let sets = tables.len() / (batch * max_blocks);
+        if sets == 0 || tables.len() != sets * batch * max_blocks || tables.iter().any(|&b| b < 0 || b as usize >= pool_blocks) {
+            return Err(CudaError::Shape(format!("block tables: {} entries for sets of {batch} × {max_blocks} ids below {pool_blocks}", tables.len())));
         }
         if matches!(codec, KvCodec::Kivi(_)) && n_comp % BLOCK_TOKENS != 0 {
             return Err(CudaError::Shape(format!("KIVI keys are coded per full block of {BLOCK_TOKENS} tokens: {n_comp} tokens leave a partial block (it belongs in the f16 window)")));
         }
-        let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
-        let block_bytes = kv_heads * codec.head_block_bytes();
-        let nblocks = copies * batch * max_blocks;
+        let (k, v) = policy.layer(0);
+        let reference = [lowbit_kv::codec::build(k, true, HEAD_DIM, BLOCK_TOKENS)?, lowbit_kv::codec::build(v, false, HEAD_DIM, BLOCK_TOKENS)?];
+        let planes = [layout.plane(reference[0].as_deref()), layout.plane(reference[1].as_deref())];
+        let block_bytes = kv_heads * (planes[0].region_bytes + planes[1].region_bytes);
         let s = &gpu.stream;
-        let pool = s.alloc_zeros::<u8>(nblocks * block_bytes)?;
-        let mut perm: Vec<i32> = (0..nblocks as i32).collect();
-        let mut rng = SplitMix64::new(seed);
-        for i in (1..perm.len()).rev() {
-            perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        let fmt = codec.cpu_format()?;
-        let (signs, levels, bounds, mass) = match (codec, fmt.codec().rotation()) {
+        let pool = s.alloc_zeros::<u8>(pool_blocks * block_bytes)?;
+        let (signs, levels, bounds, mass) = match (codec, reference[1].as_ref().and_then(|c| c.rotation())) {
             (KvCodec::Turbo(b), Some(r)) => {
                 let cb = lowbit_quant::rot::lloyd_max::codebook(lowbit_quant::rot::lloyd_max::Law::UnitSphere(HEAD_DIM), b);
                 let signs = r.pow2_signs().ok_or_else(|| CudaError::Shape("turbo rotation is not one power-of-two block".into()))?.to_vec();
@@ -244,10 +109,7 @@ impl<'g> GpuKv<'g> {
             _ => (vec![1.0; HEAD_DIM], vec![0.0; 16], vec![0.0; 15], vec![]),
         };
         let tc_scale = if matches!(codec, KvCodec::Turbo(_)) { f16_fit(&levels, &mass) } else { 1.0 };
-        let mut win_host = vec![0u16; batch * 2 * kv_heads * window * HEAD_DIM];
-        for (i, w) in win_host.iter_mut().enumerate() {
-            *w = half::f16::from_f64(SplitMix64::new(seed ^ 0x5749_4e44 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).normal()).to_bits();
-        }
+        let win_host = vec![0u16; batch * 2 * kv_heads * window * HEAD_DIM];
         Ok(GpuKv {
             gpu,
             codec,
@@ -255,11 +117,14 @@ impl<'g> GpuKv<'g> {
             batch,
             kv_heads,
             max_blocks,
-            copies,
+            sets,
+            planes,
+            reference,
+            layout,
             block_bytes,
             pool,
-            table: s.clone_htod(&perm)?,
-            table_host: perm,
+            table: s.clone_htod(&tables)?,
+            table_host: tables,
             n_comp,
             n_comp_dev: s.clone_htod(&vec![n_comp as i32; batch])?,
             window,
@@ -276,12 +141,23 @@ impl<'g> GpuKv<'g> {
         })
     }
 
+    /// Set the f16 window rows ([batch][K, V][kv_heads][window][128] f16 bits).
+    pub fn set_window(&mut self, rows: Vec<u16>) -> Result<()> {
+        if rows.len() != self.win_host.len() {
+            return Err(CudaError::Shape(format!("window: {} values, the cache holds {}", rows.len(), self.win_host.len())));
+        }
+        self.gpu.stream.memcpy_htod(&rows, &mut self.win)?;
+        self.win_host = rows;
+        Ok(())
+    }
+
     /// Quantize `t` new rows per sequence ([batch][t][kv_heads][128] f32 on
-    /// the device) into plane `plane` (0 = K, 1 = V) of copy `copy`, at
-    /// positions `pos0`.. of every sequence.
-    pub fn append(&mut self, copy: usize, plane: i32, x: &CudaSlice<f32>, t: usize, pos0: usize) -> Result<()> {
+    /// the device) into plane `side` of table set `set`, at positions
+    /// `pos0`.. of every sequence.
+    pub fn append(&mut self, set: usize, side: Side, x: &CudaSlice<f32>, t: usize, pos0: usize) -> Result<()> {
+        let plane = side as i32;
         let rows = self.batch * t * self.kv_heads;
-        if x.len() < rows * HEAD_DIM || pos0 + t > self.max_blocks * BLOCK_TOKENS || copy >= self.copies {
+        if x.len() < rows * HEAD_DIM || pos0 + t > self.max_blocks * BLOCK_TOKENS || set >= self.sets {
             return Err(CudaError::Shape(format!("append of {t} tokens at {pos0} does not fit the cache")));
         }
         let kivi_keys = matches!(self.codec, KvCodec::Kivi(_)) && plane == 0;
@@ -292,7 +168,7 @@ impl<'g> GpuKv<'g> {
         let f = self.gpu.function(&name)?;
         let s = &self.gpu.stream;
         let pos = s.clone_htod(&vec![pos0 as i32; self.batch])?;
-        let table = self.table.slice(copy * self.batch * self.max_blocks..);
+        let table = self.table.slice(set * self.batch * self.max_blocks..);
         let (b, tt, kvh, mb, bb) = (self.batch as i32, t as i32, self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
         let cfg = if kivi_keys {
             // One thread block per (appended block, KV head, sequence), a thread per channel.
@@ -308,7 +184,7 @@ impl<'g> GpuKv<'g> {
     }
 
     /// Splits of the block range per (sequence, KV head): about 16 thread
-    /// blocks per multiprocessor of an H100 (132) so memory latency is
+    /// blocks per multiprocessor so memory latency is
     /// hidden, but at least 8 cache blocks per split so the merge stays
     /// cheap (measured on the H100: 4-block splits ran slower at batch 1,
     /// 8 blocks per multiprocessor slower at batch 8).
@@ -320,10 +196,10 @@ impl<'g> GpuKv<'g> {
         let heads = self.batch * self.kv_heads;
         let most = self.max_blocks.div_ceil(if self.tensor_cores { 32 } else { 8 }).max(1);
         if !self.tensor_cores {
-            return (16 * 132usize).div_ceil(heads).clamp(1, most);
+            return (16 * self.gpu.sms).div_ceil(heads).clamp(1, most);
         }
         let warps = self.codec.tc_kernel(heads).1.warps as f64;
-        let cost = |s: usize| (heads * s).div_ceil(SMS) as f64 * (self.max_blocks.div_ceil(s) as f64 / warps + 2.0);
+        let cost = |s: usize| (heads * s).div_ceil(self.gpu.sms) as f64 * (self.max_blocks.div_ceil(s) as f64 / warps + 2.0);
         (1..=most).fold(1, |best, s| if cost(s) < cost(best) { s } else { best })
     }
 
@@ -333,9 +209,9 @@ impl<'g> GpuKv<'g> {
         self.batch * heads * (self.splits() + 1) * (HEAD_DIM + 2)
     }
 
-    /// Decode attention of `q` ([batch][kv_heads·4][128] f32) over copy
-    /// `copy` of the cache into `out` (same shape).
-    pub fn attend(&self, copy: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
+    /// Decode attention of `q` ([batch][kv_heads·4][128] f32) over table
+    /// set `set` of the cache into `out` (same shape).
+    pub fn attend(&self, set: usize, q: &CudaSlice<f32>, part: &mut CudaSlice<f32>, out: &mut CudaSlice<f32>) -> Result<()> {
         let heads = self.kv_heads * GROUP;
         let nsplit = self.splits();
         let bps = self.max_blocks.div_ceil(nsplit) as i32;
@@ -346,7 +222,10 @@ impl<'g> GpuKv<'g> {
         let s = &self.gpu.stream;
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let (kvh, mb, bb) = (self.kv_heads as i32, self.max_blocks as i32, self.block_bytes as i64);
-        let table = self.table.slice(copy * self.batch * self.max_blocks..);
+        if set >= self.sets {
+            return Err(CudaError::Shape(format!("table set {set} of {}", self.sets)));
+        }
+        let table = self.table.slice(set * self.batch * self.max_blocks..);
         if self.tensor_cores {
             return self.attend_tc(table, nsplit, q, part, out);
         }
@@ -427,144 +306,56 @@ impl<'g> GpuKv<'g> {
     }
 
     /// Byte offset in the pool of token `t` of sequence `b`, KV head `h`,
-    /// plane `plane` (0 = K, 1 = V), copy `copy`: the start of its row, or
-    /// for KIVI keys (coded per block) the start of the block's key region.
-    pub fn row_at(&self, copy: usize, b: usize, t: usize, h: usize, plane: usize) -> usize {
-        let blk = self.table_host[(copy * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
-        let (rk, rv) = (self.codec.key_region_bytes(), self.codec.value_region_bytes());
-        let base = blk * self.block_bytes;
-        match (self.codec, plane) {
-            (KvCodec::Kivi(_), 0) => base + h * rk,
-            (_, 0) => base + h * rk + (t % BLOCK_TOKENS) * self.codec.token_bytes(),
-            _ => base + self.kv_heads * rk + h * rv + (t % BLOCK_TOKENS) * self.codec.token_bytes(),
+    /// plane `side`, table set `set`: the start of its row, or for a block
+    /// codec (KIVI keys) the start of the block's region.
+    pub fn row_at(&self, set: usize, b: usize, t: usize, h: usize, side: Side) -> usize {
+        let blk = self.table_host[(set * self.batch + b) * self.max_blocks + t / BLOCK_TOKENS] as usize;
+        let [k, v] = &self.planes;
+        let region = blk * self.block_bytes + self.layout.region_offset(k, v, side, h);
+        let p = &self.planes[side as usize];
+        if p.per_token {
+            region + p.row(t % BLOCK_TOKENS).start
+        } else {
+            region
         }
     }
 
-    /// Decoded K and V rows of sequence `b`, KV head `h`, copy `copy` (f32,
-    /// compressed tokens then window rows), from the device bytes through
-    /// lowbit-quant's decoder — the CPU reference reads the same data.
-    pub fn decoded_rows(&self, pool_host: &[u8], copy: usize, b: usize, h: usize) -> Result<[Vec<f32>; 2]> {
-        let fmt = self.codec.cpu_format()?;
-        let (tb, rk) = (self.codec.token_bytes(), self.codec.key_region_bytes());
+    /// Decoded K and V rows of sequence `b`, KV head `h`, table set `set`
+    /// (f32, compressed tokens then window rows), from the device bytes
+    /// through lowbit-kv's decoders — the CPU reference reads the same data.
+    pub fn decoded_rows(&self, pool_host: &[u8], set: usize, b: usize, h: usize) -> [Vec<f32>; 2] {
         let mut out = [Vec::new(), Vec::new()];
-        for (p, rows) in out.iter_mut().enumerate() {
-            for t in 0..self.n_comp {
-                let at = self.row_at(copy, b, t, h, p);
-                match (self.codec, p) {
-                    (KvCodec::Kivi(bits), 0) => rows.extend(kivi_key_row(&pool_host[at..at + rk], t % BLOCK_TOKENS, bits)),
-                    _ => rows.extend(fmt.decode(&pool_host[at..at + tb], HEAD_DIM)?),
-                }
+        for (side, rows) in Side::BOTH.into_iter().zip(out.iter_mut()) {
+            let p = &self.planes[side as usize];
+            for b0 in (0..self.n_comp).step_by(BLOCK_TOKENS) {
+                let t1 = (b0 + BLOCK_TOKENS).min(self.n_comp);
+                let first = self.row_at(set, b, b0, h, side) - if p.per_token { p.row(0).start } else { 0 };
+                let region = &pool_host[first..first + p.region_bytes];
+                rows.extend(decode_region(self.reference[side as usize].as_deref(), region, t1 - b0));
             }
-            let w0 = ((b * 2 + p) * self.kv_heads + h) * self.window * HEAD_DIM;
+            let w0 = ((b * 2 + side as usize) * self.kv_heads + h) * self.window * HEAD_DIM;
             rows.extend(self.win_host[w0..w0 + self.n_win * HEAD_DIM].iter().map(|&x| half::f16::from_bits(x).to_f32()));
         }
-        Ok(out)
+        out
     }
 }
 
-/// Row `t` of a KIVI key region decoded (code · scale + min per channel,
-/// f16 constants): the layout lowbit-kv's KIVI keys write.
-pub fn kivi_key_row(region: &[u8], t: usize, bits: u32) -> Vec<f32> {
-    let f16_at = |i: usize| half::f16::from_le_bytes([region[i], region[i + 1]]).to_f32();
-    let rb = HEAD_DIM * bits as usize / 8;
-    let row = &region[4 * HEAD_DIM + t * rb..][..rb];
-    let mut codes = vec![0u8; HEAD_DIM];
-    lowbit_quant::bitpack::unpack(row, bits, &mut codes);
-    codes.iter().enumerate().map(|(c, &k)| k as f32 * f16_at(4 * c) + f16_at(4 * c + 2)).collect()
-}
-
-/// A KIVI key region coded on the CPU (as lowbit-kv's KIVI keys do):
-/// per channel s = f16((max − min)/(2^b − 1)), m = f16(min), code =
-/// round((x − m)/s); `x` holds 32 rows of 128.
-pub fn kivi_key_region(x: &[f32], bits: u32) -> Vec<u8> {
-    let qmax = ((1u32 << bits) - 1) as f32;
-    let rb = HEAD_DIM * bits as usize / 8;
-    let mut out = vec![0u8; 4 * HEAD_DIM + BLOCK_TOKENS * rb];
-    let mut codes = vec![0u8; BLOCK_TOKENS * HEAD_DIM];
-    for c in 0..HEAD_DIM {
-        let col = x.chunks_exact(HEAD_DIM).map(|r| r[c]);
-        let (lo, hi) = col.fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-        let s = half::f16::from_f32((hi - lo) / qmax);
-        let m = half::f16::from_f32(lo);
-        out[4 * c..4 * c + 2].copy_from_slice(&s.to_le_bytes());
-        out[4 * c + 2..4 * c + 4].copy_from_slice(&m.to_le_bytes());
-        let (sf, mf) = (s.to_f32(), m.to_f32());
-        for t in 0..BLOCK_TOKENS {
-            let q = if sf > 0.0 { ((x[t * HEAD_DIM + c] - mf) / sf).round() } else { 0.0 };
-            codes[t * HEAD_DIM + c] = q.clamp(0.0, qmax) as u8;
+/// Rows 0..n of one KV head's region decoded by lowbit-kv's codec
+/// (`None`: f16 rows), rotation undone.
+pub fn decode_region(codec: Option<&dyn PlaneCodec>, region: &[u8], n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n * HEAD_DIM];
+    match codec {
+        None => {
+            for (o, c) in out.iter_mut().zip(region.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
         }
-    }
-    for (t, row) in out[4 * HEAD_DIM..].chunks_exact_mut(rb).enumerate() {
-        lowbit_quant::bitpack::pack(&codes[t * HEAD_DIM..(t + 1) * HEAD_DIM], bits, row);
-    }
-    out
-}
-
-/// The factor in [1, 2) that the tensor-core kernels multiply the levels
-/// by before rounding them to f16 (and divide out of their sums), from a
-/// grid of 65,536: the one minimizing the largest relative rounding error
-/// plus 1024 × the mean rounding error under the codebook's own level
-/// probabilities `mass` (relative to the levels' rms). The mean error is a
-/// bias shared by every token, so it does not average out over a long
-/// context as the random part does: with the largest-error fit alone it
-/// was 2–3e-5 and the attention error grew from 2.6e-4 at 1K tokens to
-/// 1.2e-3 (turbo4) and 2e-3 (turbo3, turbo2) at 64K (cuda_notes.md, v32).
-fn f16_fit(levels: &[f32], mass: &[f64]) -> f32 {
-    let rms = level_rms(levels, mass);
-    let cost = |s: f32| f16_rounding(levels, s) as f64 + 1024.0 * f16_bias(levels, mass, s).abs() / rms;
-    (0..1u32 << 16).map(|m| 1.0 + m as f32 / 65536.0).map(|s| (s, cost(s))).fold((1.0, f64::INFINITY), |best, x| if x.1 < best.1 { x } else { best }).0
-}
-
-/// The rms of `levels` under their probabilities `mass`.
-fn level_rms(levels: &[f32], mass: &[f64]) -> f64 {
-    levels.iter().zip(mass).map(|(&l, m)| m * (l as f64).powi(2)).sum::<f64>().sqrt()
-}
-
-/// The mean error of rounding `levels`·s to f16 (divided by s), weighted by `mass`.
-fn f16_bias(levels: &[f32], mass: &[f64], s: f32) -> f64 {
-    levels.iter().zip(mass).map(|(&l, m)| m * (half::f16::from_f32(l * s).to_f32() as f64 / s as f64 - l as f64)).sum()
-}
-
-/// The largest relative error of rounding `levels`·s to f16 (zero levels aside).
-fn f16_rounding(levels: &[f32], s: f32) -> f32 {
-    levels.iter().filter(|l| **l != 0.0).map(|&l| ((half::f16::from_f32(l * s).to_f32() - l * s) / (l * s)).abs()).fold(0f32, f32::max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lowbit_quant::rot::lloyd_max::{codebook, Law};
-
-    #[test]
-    fn level_scale_keeps_the_f16_levels_close_and_unbiased() {
-        for bits in [2, 3, 4] {
-            let cb = codebook(Law::UnitSphere(HEAD_DIM), bits);
-            let rms = level_rms(&cb.levels, &cb.mass);
-            let s = f16_fit(&cb.levels, &cb.mass);
-            let (err, bias) = (f16_rounding(&cb.levels, s), f16_bias(&cb.levels, &cb.mass, s) / rms);
-            let (err1, bias1) = (f16_rounding(&cb.levels, 1.0), f16_bias(&cb.levels, &cb.mass, 1.0) / rms);
-            eprintln!("turbo{bits}: scale {s}, largest f16 rounding error {err1:.2e} → {err:.2e}, mean {bias1:+.2e} → {bias:+.2e}");
-            assert!((1.0..2.0).contains(&s));
-            assert!(err < 4e-4 && bias.abs() < 1e-6, "turbo{bits}: {err} {bias}");
-        }
-    }
-
-    #[test]
-    fn tensor_core_shared_memory_fits_the_layout_wherever_it_starts() {
-        // attention_tc.cu: the table at the first 64 KB boundary, `below`
-        // bytes in; as many stage slots as fit below it, the rest above.
-        for codec in KvCodec::TENSOR_CORE {
-            let kv = codec.head_block_bytes() as u32;
-            for warps in [4, 8, 12, 16] {
-                for stages in 1..=4 {
-                    let shape = TcShape { warps, stages, prefetch: 0 };
-                    let (alloc, slot, slots) = (shape.shared_bytes(kv), kv + 16, warps * stages);
-                    for below in (0..65536).step_by(16) {
-                        let above = slots.saturating_sub(below / slot);
-                        assert!(below + 65536 + above * slot <= alloc, "{codec:?}, {warps} warps, {stages} stages, table {below} B in");
-                    }
-                }
+        Some(c) => {
+            c.decode(region, 0, n, &mut out);
+            if let Some(r) = c.rotation() {
+                out.chunks_exact_mut(HEAD_DIM).for_each(|row| r.inverse(row));
             }
         }
     }
+    out
 }

@@ -1,16 +1,44 @@
 //! The on-device check and benchmark behind `lowbit bench attention
-//! --device cuda`: every kernel against the CPU reference on the same
-//! compressed bytes, then CUDA-event timings of decode attention.
+//! --device cuda`: every kernel against lowbit-kv's CPU encoders and an
+//! f64 reference on the same compressed bytes, then CUDA-event timings of
+//! decode attention. The caches here are fixtures: block tables shuffled
+//! over the pool (so reads really go through the table), several table
+//! sets (timing rotates among them so the L2 cache does not hold the
+//! data), random window rows.
 
 use std::collections::HashMap;
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
+use lowbit_cuda::paged::{decode_region, AttnKernel, GpuKv, KvCodec, BLOCK_TOKENS, GROUP, HEAD_DIM};
+use lowbit_cuda::{CudaError, Gpu, Result};
+use lowbit_kv::{KvShape, Policy, Side};
 use lowbit_quant::rng::SplitMix64;
 
-use crate::device::Gpu;
-use crate::error::Result;
-use crate::paged::{AttnKernel, GpuKv, KvCodec, GROUP, HEAD_DIM};
+/// KV heads of every benchmark cache (Llama-3-8B's 8, 4 query heads each).
+const KV_HEADS: usize = 8;
+
+/// A fixture cache: `batch` sequences of `n_comp` coded tokens and `n_win`
+/// of `window` f16 rows (random), `sets` table sets, each a random
+/// permutation of its share of the pool.
+#[allow(clippy::too_many_arguments)]
+pub fn fixture<'g>(gpu: &'g Gpu, codec: KvCodec, batch: usize, n_comp: usize, window: usize, n_win: usize, sets: usize, seed: u64) -> Result<GpuKv<'g>> {
+    let policy = Policy::parse(&format!("{},window={window}", codec.name())).map_err(CudaError::Kv)?;
+    let shape = KvShape { n_layers: 1, n_heads: KV_HEADS * GROUP, n_kv_heads: KV_HEADS, head_dim: HEAD_DIM, max_seq: n_comp + window };
+    let max_blocks = n_comp.div_ceil(BLOCK_TOKENS).max(1);
+    let nblocks = sets * batch * max_blocks;
+    let mut perm: Vec<i32> = (0..nblocks as i32).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..perm.len()).rev() {
+        perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    let mut kv = GpuKv::new(gpu, shape, &policy, batch, n_comp, n_win, nblocks, perm)?;
+    let win: Vec<u16> = (0..batch * 2 * KV_HEADS * window * HEAD_DIM)
+        .map(|i| half::f16::from_f64(SplitMix64::new(seed ^ 0x5749_4e44 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).normal()).to_bits())
+        .collect();
+    kv.set_window(win)?;
+    Ok(kv)
+}
 
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -27,12 +55,9 @@ pub struct Check {
 #[derive(Clone, Debug)]
 pub struct Timing {
     pub codec: String,
-    pub batch: usize,
-    pub ctx: usize,
     pub micros: f64,
     pub bytes: usize,
     pub gbps: f64,
-    pub launches: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -56,19 +81,19 @@ pub fn fill(gpu: &Gpu, x: &mut CudaSlice<f32>, seed: u32) -> Result<()> {
     Ok(())
 }
 
-/// Fill every copy of both planes with fresh data, `chunk` tokens at a time.
+/// Fill every table set of both planes with fresh data, `chunk` tokens at a time.
 pub fn fill_cache(gpu: &Gpu, kv: &mut GpuKv, seed: u32) -> Result<()> {
     let chunk = kv.n_comp.clamp(1, 2048);
     let mut x = gpu.stream.alloc_zeros::<f32>(kv.batch * chunk * kv.kv_heads * HEAD_DIM)?;
     let mut s = seed;
-    for copy in 0..kv.copies {
-        for plane in 0..2 {
+    for set in 0..kv.sets {
+        for side in Side::BOTH {
             let mut pos = 0;
             while pos < kv.n_comp {
                 let t = chunk.min(kv.n_comp - pos);
                 s = s.wrapping_add(1);
                 fill(gpu, &mut x, s)?;
-                kv.append(copy, plane, &x, t, pos)?;
+                kv.append(set, side, &x, t, pos)?;
                 pos += t;
             }
         }
@@ -89,12 +114,12 @@ fn rel_err(got: &[f32], want: &[f64]) -> f64 {
 }
 
 /// f64 attention over decoded rows: out[hq] = softmax(q·Kᵀ/√d)·V.
-fn reference(kv: &GpuKv, pool: &[u8], copy: usize, q: &[f32]) -> Result<Vec<f64>> {
+fn reference(kv: &GpuKv, pool: &[u8], set: usize, q: &[f32]) -> Vec<f64> {
     let heads = kv.kv_heads * GROUP;
     let mut out = vec![0f64; kv.batch * heads * HEAD_DIM];
     for b in 0..kv.batch {
         for h in 0..kv.kv_heads {
-            let [k, v] = kv.decoded_rows(pool, copy, b, h)?;
+            let [k, v] = kv.decoded_rows(pool, set, b, h);
             let n = k.len() / HEAD_DIM;
             for g in 0..GROUP {
                 let hq = h * GROUP + g;
@@ -112,7 +137,7 @@ fn reference(kv: &GpuKv, pool: &[u8], copy: usize, q: &[f32]) -> Result<Vec<f64>
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn random_q(n: usize, seed: u64) -> Vec<f32> {
@@ -120,20 +145,16 @@ fn random_q(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.normal() as f32).collect()
 }
 
-/// Quantize both planes of copy 0 on the device and compare with lowbit's
-/// CPU encoders (bytes and decoded values).
+/// Quantize both planes of table set 0 on the device and compare with
+/// lowbit-kv's CPU encoders for the same policy (bytes and decoded values).
 fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
     let (codec, batch, kvh, n_comp) = (kv.codec, kv.batch, kv.kv_heads, kv.n_comp);
-    // Quantize check: both planes of copy 0 against lowbit's CPU encoders.
     let mut x = gpu.stream.alloc_zeros::<f32>(batch * n_comp * kvh * HEAD_DIM)?;
     fill(gpu, &mut x, 11)?;
-    kv.append(0, 0, &x, n_comp, 0)?;
-    kv.append(0, 1, &x, n_comp, 0)?;
+    kv.append(0, Side::Key, &x, n_comp, 0)?;
+    kv.append(0, Side::Value, &x, n_comp, 0)?;
     let xh = gpu.stream.clone_dtoh(&x)?;
     let pool = gpu.stream.clone_dtoh(&kv.pool)?;
-    let fmt = codec.cpu_format()?;
-    let tb = codec.token_bytes();
-    let rk = codec.key_region_bytes();
     let (mut same, mut total, mut bad) = (0usize, 0usize, 0usize);
     let (mut gpu_dec, mut cpu_dec) = (Vec::new(), Vec::new());
     let (mut gpu_err, mut cpu_err) = (0f64, 0f64);
@@ -141,31 +162,38 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
     for b in 0..batch {
         for t in 0..n_comp {
             for h in 0..kvh {
-                for p in 0..2 {
-                    // The GPU's bytes, the CPU's for the same input, and that input.
-                    let (g, cpu, input): (Vec<u8>, Vec<u8>, Vec<f32>) = match (codec, p) {
-                        (KvCodec::Kivi(bits), 0) => {
-                            if t % 32 != 0 {
-                                continue;
-                            }
-                            let at = kv.row_at(0, b, t, h, 0);
-                            let block: Vec<f32> = (t..t + 32).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
-                            (pool[at..at + rk].to_vec(), crate::paged::kivi_key_region(&block, bits), block)
+                for side in Side::BOTH {
+                    let (layout, cpu_codec) = (kv.planes[side as usize], kv.reference[side as usize].as_deref());
+                    // A block codec (KIVI keys) is compared region by region, at the block's first token.
+                    if !layout.per_token && t % BLOCK_TOKENS != 0 {
+                        continue;
+                    }
+                    let rows = if layout.per_token { 1 } else { BLOCK_TOKENS };
+                    let input: Vec<f32> = (t..t + rows).flat_map(|tt| row_of(b, tt, h).to_vec()).collect();
+                    let at = kv.row_at(0, b, t, h, side);
+                    // The GPU's bytes and the CPU encoder's for the same input.
+                    let (g, cpu): (Vec<u8>, Vec<u8>) = match cpu_codec {
+                        None => (pool[at..at + layout.row_bytes].to_vec(), input.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()),
+                        Some(c) if layout.per_token => {
+                            let mut region = vec![0u8; layout.region_bytes];
+                            c.encode(&input, 0, &mut region);
+                            (pool[at..at + layout.row_bytes].to_vec(), region[layout.row(0)].to_vec())
                         }
-                        _ => {
-                            let at = kv.row_at(0, b, t, h, p);
-                            (pool[at..at + tb].to_vec(), fmt.encode(row_of(b, t, h))?, row_of(b, t, h).to_vec())
+                        Some(c) => {
+                            let mut region = vec![0u8; layout.region_bytes];
+                            c.encode(&input, 0, &mut region);
+                            (pool[at..at + layout.region_bytes].to_vec(), region)
                         }
                     };
                     same += g.iter().zip(&cpu).filter(|(a, b)| a == b).count();
                     total += g.len();
-                    let (gd, cd) = match (codec, p) {
-                        (KvCodec::Kivi(bits), 0) => {
-                            let f = |r: &[u8]| (0..32).flat_map(|tt| crate::paged::kivi_key_row(r, tt, bits)).collect::<Vec<f32>>();
-                            (f(&g), f(&cpu))
-                        }
-                        _ => (fmt.decode(&g, HEAD_DIM)?, fmt.decode(&cpu, HEAD_DIM)?),
+                    // Decode both through lowbit-kv (a lone row sits first in a scratch region).
+                    let decode = |bytes: &[u8]| {
+                        let mut region = vec![0u8; layout.region_bytes];
+                        region[..bytes.len()].copy_from_slice(bytes);
+                        decode_region(cpu_codec, &region, rows)
                     };
+                    let (gd, cd) = (decode(&g), decode(&cpu));
                     let sq = |d: &[f32]| d.iter().zip(&input).map(|(a, x)| (*a as f64 - *x as f64).powi(2)).sum::<f64>();
                     gpu_err += sq(&gd);
                     cpu_err += sq(&cd);
@@ -173,7 +201,7 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
                     if rel_err(&gd, &cdf) > 1e-2 {
                         bad += 1;
                         if bad <= 3 {
-                            eprintln!("{}: plane {p} b {b} t {t} h {h} differs: gpu {:?}… cpu {:?}…", codec.name(), &g[..12.min(g.len())], &cpu[..12.min(cpu.len())]);
+                            eprintln!("{}: {side:?} b {b} t {t} h {h} differs: gpu {:?}… cpu {:?}…", codec.name(), &g[..12.min(g.len())], &cpu[..12.min(cpu.len())]);
                         }
                     }
                     gpu_dec.extend(gd);
@@ -208,15 +236,15 @@ fn quant_check(gpu: &Gpu, kv: &mut GpuKv, out: &mut Vec<Check>) -> Result<()> {
 /// ([`KvCodec::tc_kernel`]), also with 1 sequence.
 pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Check>> {
     let mut out = Vec::new();
-    let kvh = 8;
+    let kvh = KV_HEADS;
     // A cache of n compressed tokens per sequence; KIVI keys are coded per
     // full block: whole blocks there.
     let cache = |codec: KvCodec, batch: usize, asked: usize| {
         let n = if matches!(codec, KvCodec::Kivi(_)) { asked / 32 * 32 } else { asked };
         if n == 0 {
-            return Err(crate::CudaError::Shape(format!("the check needs at least one compressed block ({asked} tokens)")));
+            return Err(CudaError::Shape(format!("the check needs at least one compressed block ({asked} tokens)")));
         }
-        GpuKv::new(gpu, codec, batch, kvh, n, 64, 40, 2, 7)
+        fixture(gpu, codec, batch, n, 64, 40, 2, 7)
     };
     for (ki, &kernel) in kernels.iter().enumerate() {
         let codec = kernel.codec;
@@ -227,21 +255,21 @@ pub fn check(gpu: &Gpu, kernels: &[AttnKernel], tokens: usize) -> Result<Vec<Che
         for batch in if narrow { vec![2, 1] } else { vec![2] } {
             let mut kv = cache(codec, batch, tokens)?;
             kv.tensor_cores = kernel.tensor_cores;
-            // Attention check on copy 1.
+            // Attention check on table set 1.
             fill_cache(gpu, &mut kv, 100)?;
             let heads = kvh * GROUP;
             let qh = random_q(batch * heads * HEAD_DIM, 5);
             let q = gpu.stream.clone_htod(&qh)?;
             let mut part = gpu.stream.alloc_zeros::<f32>(kv.part_len())?;
             let mut o = gpu.stream.alloc_zeros::<f32>(batch * heads * HEAD_DIM)?;
-            // A call on copy 0 first, so the checked call is a second one:
+            // A call on set 0 first, so the checked call is a second one:
             // nothing a call leaves behind may change the next.
             kv.attend(0, &q, &mut part, &mut o)?;
             gpu.stream.memcpy_htod(&vec![f32::NAN; o.len()], &mut o)?;
             kv.attend(1, &q, &mut part, &mut o)?;
             let got = gpu.stream.clone_dtoh(&o)?;
             let pool = gpu.stream.clone_dtoh(&kv.pool)?;
-            let want = reference(&kv, &pool, 1, &qh)?;
+            let want = reference(&kv, &pool, 1, &qh);
             let e = rel_err(&got, &want);
             let name = if kernel.tensor_cores { codec.tc_kernel(batch * kvh).0 } else { kernel.function() };
             out.push(Check { kernel: name, rel_err: e, same_bytes: None, error_ratio: None, pass: e <= TOLERANCE });
@@ -259,14 +287,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// warm-up, then `launches` calls rotating over enough copies of the cache
 /// to exceed the L2 cache; the median per call.
 pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usize, launches: usize) -> Result<Timing> {
-    let (kvh, codec) = (8, kernel.codec);
+    let (kvh, codec) = (KV_HEADS, kernel.codec);
     if ctx <= window || launches == 0 || (ctx - window) % 32 != 0 {
-        return Err(crate::CudaError::Shape(format!("timing needs ctx > window, (ctx − window) a multiple of 32 and ≥ 1 launch (ctx {ctx}, window {window}, launches {launches})")));
+        return Err(CudaError::Shape(format!("timing needs ctx > window, (ctx − window) a multiple of 32 and ≥ 1 launch (ctx {ctx}, window {window}, launches {launches})")));
     }
     let n_comp = ctx - window;
-    let per_copy = batch * n_comp.div_ceil(32) * 2 * kvh * 32 * codec.token_bytes();
+    let per_copy = batch * n_comp.div_ceil(BLOCK_TOKENS) * kvh * codec.head_block_bytes();
     let copies = (512usize << 20).div_ceil(per_copy).clamp(1, 64);
-    let mut kv = GpuKv::new(gpu, codec, batch, kvh, n_comp, window, window, copies, 3)?;
+    let mut kv = fixture(gpu, codec, batch, n_comp, window, window, copies, 3)?;
     kv.tensor_cores = kernel.tensor_cores;
     fill_cache(gpu, &mut kv, 1000)?;
     let heads = kvh * GROUP;
@@ -278,7 +306,7 @@ pub fn time(gpu: &Gpu, kernel: AttnKernel, batch: usize, ctx: usize, window: usi
     }
     let micros = median_call_micros(gpu, launches, |i| kv.attend(i % copies, &q, &mut part, &mut out))?;
     let bytes = kv.bytes_read();
-    Ok(Timing { codec: kernel.name(), batch, ctx, micros, bytes, gbps: bytes as f64 / micros / 1e3, launches })
+    Ok(Timing { codec: kernel.name(), micros, bytes, gbps: bytes as f64 / micros / 1e3 })
 }
 
 /// The launch floor in µs: an empty kernel timed as [`time`] times a call
@@ -315,7 +343,7 @@ fn spin(gpu: &Gpu, f: &CudaFunction, ns: i64) -> Result<()> {
 pub fn copy_call_micros(gpu: &Gpu, bytes: usize, launches: usize) -> Result<f64> {
     let n = (bytes / 2).div_ceil(256) * 256;
     if n == 0 || launches == 0 {
-        return Err(crate::CudaError::Shape(format!("a copy call needs bytes > 0 and ≥ 1 launch (bytes {bytes}, launches {launches})")));
+        return Err(CudaError::Shape(format!("a copy call needs bytes > 0 and ≥ 1 launch (bytes {bytes}, launches {launches})")));
     }
     let chunks = (512usize << 20).div_ceil(n).clamp(1, 64);
     let a = gpu.stream.alloc_zeros::<u8>(n * chunks)?;
@@ -350,17 +378,17 @@ fn median_call_micros(gpu: &Gpu, launches: usize, mut call: impl FnMut(usize) ->
 /// Quantize-on-append rate: 8 sequences × 2048 tokens × 8 KV heads of one
 /// plane per call, median of 20 calls.
 pub fn quant_rate(gpu: &Gpu, codec: KvCodec) -> Result<QuantRate> {
-    let (batch, kvh, t) = (8, 8, 2048);
-    let mut kv = GpuKv::new(gpu, codec, batch, kvh, t, 0, 0, 1, 5)?;
+    let (batch, kvh, t) = (8, KV_HEADS, 2048);
+    let mut kv = fixture(gpu, codec, batch, t, 0, 0, 1, 5)?;
     let mut x = gpu.stream.alloc_zeros::<f32>(batch * t * kvh * HEAD_DIM)?;
     fill(gpu, &mut x, 3)?;
     for _ in 0..3 {
-        kv.append(0, 0, &x, t, 0)?;
+        kv.append(0, Side::Key, &x, t, 0)?;
     }
     let mut ms = Vec::new();
     for _ in 0..20 {
         let e0 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-        kv.append(0, 0, &x, t, 0)?;
+        kv.append(0, Side::Key, &x, t, 0)?;
         let e1 = gpu.stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
         e1.synchronize()?;
         ms.push(e0.elapsed_ms(&e1)? as f64);
